@@ -1,0 +1,35 @@
+"""regionattack: where can a segmentation network be broken?
+
+Implements Islam et al., "Global Pooling, More than Meets the Eye: Position Information is Encoded
+Channel-Wise in CNNs" (ICCV 2021): rank the latent channels that encode position, zero them, and
+attack chosen image regions with torchattacks-compatible attacks.
+"""
+
+from regionattack import metrics, regions
+from regionattack.ablation import ChannelAblation, ablate_channels
+from regionattack.attacks import PositionChannelAttack, RegionAttack, RegionPGD, SegmentationAttack
+from regionattack.latent import find_layer, latent_of
+from regionattack.metrics import ConfusionMatrix, region_miou
+from regionattack.normalization import NormalizedModel, with_normalization
+from regionattack.ranking import ChannelRanking, rank_channels
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ChannelAblation",
+    "ChannelRanking",
+    "ConfusionMatrix",
+    "NormalizedModel",
+    "PositionChannelAttack",
+    "RegionAttack",
+    "RegionPGD",
+    "SegmentationAttack",
+    "ablate_channels",
+    "find_layer",
+    "latent_of",
+    "metrics",
+    "rank_channels",
+    "region_miou",
+    "regions",
+    "with_normalization",
+]

@@ -1,0 +1,207 @@
+"""Channel ablation, the paper's zeroing: silence chosen latent channels during forward passes."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch import nn
+
+from regionattack._checks import check_choice, check_nonnegative_float
+from regionattack.latent import edit_latent, find_layer
+from regionattack.ranking import ChannelRanking
+
+MODES = ("zero", "mean", "noise")
+
+ChannelsLike = Sequence[int] | torch.Tensor | ChannelRanking
+
+
+def channel_mask(channels: ChannelsLike, num_channels: int, batch: int | None = None) -> torch.Tensor:
+    """Return a bool (N or 1, K) mask of the selected channels.
+
+    Args:
+        channels: Channel ids shared by all samples (a sequence or 1-D tensor), per-sample ids as a
+            2-D (N, k) tensor, or a bool (K,) / (N, K) mask.
+        num_channels: The latent's channel count K.
+        batch: Batch size a per-sample selection must match (None accepts any).
+
+    Raises:
+        ValueError: If an id is out of range, the selection is empty or shapes disagree.
+        TypeError: If ``channels`` is a ranking (pass ``ranking.top(k)``) or not integer.
+
+    Example:
+        >>> channel_mask([0, 2], 4).int().tolist()
+        [[1, 0, 1, 0]]
+    """
+    _reject_ranking(channels)
+    ids = torch.as_tensor(channels)
+    if ids.dtype == torch.bool:
+        mask = ids if ids.ndim == 2 else ids[None]
+        if mask.ndim != 2 or mask.shape[1] != num_channels:
+            raise ValueError(
+                f"a channel mask must be (K,) or (N, K) with K = {num_channels}; "
+                f"got {tuple(ids.shape)}"
+            )
+    else:
+        if ids.is_floating_point() or ids.is_complex():
+            raise TypeError(f"channel ids must be integers; got dtype {ids.dtype}")
+        if ids.ndim not in (1, 2) or ids.numel() == 0:
+            raise ValueError(
+                f"channels must be a non-empty (k,) or (N, k) set of ids; got shape {tuple(ids.shape)}"
+            )
+        if int(ids.min()) < 0 or int(ids.max()) >= num_channels:
+            raise ValueError(
+                f"channel ids must lie in [0, {num_channels}); got range "
+                f"[{int(ids.min())}, {int(ids.max())}]"
+            )
+        ids = ids.long().reshape(-1 if ids.ndim == 1 else ids.shape[0], ids.shape[-1])
+        ids = ids if ids.ndim == 2 else ids[None]
+        mask = torch.zeros(ids.shape[0], num_channels, dtype=torch.bool, device=ids.device)
+        mask.scatter_(1, ids, True)
+    if batch is not None and mask.shape[0] not in (1, batch):
+        raise ValueError(f"channels are given for {mask.shape[0]} samples but the batch has {batch}")
+    return mask
+
+
+def ablate(
+    latent: torch.Tensor,
+    mask: torch.Tensor,
+    mode: str = "zero",
+    std: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Return ``latent`` (N, K, h, w) with the channels in ``mask`` (N or 1, K) ablated.
+
+    ``"zero"`` sets them to 0, ``"mean"`` to each channel's spatial mean (keeping what the channel
+    says, removing *where*), ``"noise"`` adds Gaussian noise of standard deviation ``std``.
+
+    Example:
+        >>> z = torch.arange(8.0).view(1, 2, 2, 2)
+        >>> ablate(z, torch.tensor([[False, True]]), "mean")[0, 1].tolist()
+        [[5.5, 5.5], [5.5, 5.5]]
+    """
+    check_choice(mode, "mode", MODES)
+    selected = mask.to(latent.device)[:, :, None, None]
+    if mode == "zero":
+        return latent.masked_fill(selected, 0)
+    if mode == "mean":
+        return torch.where(selected, latent.mean(dim=(2, 3), keepdim=True), latent)
+    noise = torch.randn(latent.shape, generator=generator, device=latent.device, dtype=latent.dtype)
+    return latent + selected * (std * noise)
+
+
+def _reject_ranking(channels: object) -> None:
+    if isinstance(channels, ChannelRanking):
+        raise TypeError("pass the channels to ablate, e.g. ranking.top(k), not the whole ranking")
+
+
+class ChannelAblation(nn.Module):
+    """An ``nn.Module`` that runs ``model`` with chosen latent channels ablated.
+
+    The wrapper owns no hook between calls: each forward pass installs one on the latent layer and
+    removes it before returning, so the wrapped model stays usable on its own.
+
+    Args:
+        model: Segmentation model.
+        channels: Channel ids (shared or per sample, see :func:`channel_mask`).
+        layer: Latent layer name (default: the architecture's).
+        mode: ``"zero"`` (default), ``"mean"`` or ``"noise"``.
+        std: Noise standard deviation for ``mode="noise"``.
+        seed: Seed for the noise (each forward pass restarts from it); None draws fresh noise.
+
+    Example:
+        >>> import segmentation_models_pytorch as smp
+        >>> net = smp.FPN("resnet18", encoder_weights=None, classes=2).eval()
+        >>> ablated = ChannelAblation(net, [0, 1, 2])
+        >>> ablated(torch.rand(1, 3, 64, 64)).shape
+        torch.Size([1, 2, 64, 64])
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        channels: ChannelsLike,
+        *,
+        layer: str | None = None,
+        mode: str = "zero",
+        std: float = 1.0,
+        seed: int | None = None,
+    ):
+        super().__init__()
+        check_choice(mode, "mode", MODES)
+        self.layer, _ = find_layer(model, layer)
+        self.model = model
+        self.mode = mode
+        self.std = check_nonnegative_float(std, "std")
+        self.seed = seed
+        _reject_ranking(channels)
+        self.channels = channels
+
+    def forward(self, images: torch.Tensor):
+        """Run the wrapped model with the channels ablated."""
+        with ablate_channels(
+            self.model, self.channels, layer=self.layer, mode=self.mode, std=self.std, seed=self.seed
+        ):
+            return self.model(images)
+
+    def extra_repr(self) -> str:
+        """Layer and mode."""
+        return f"layer={self.layer!r}, mode={self.mode!r}"
+
+
+@contextlib.contextmanager
+def ablate_channels(
+    model: nn.Module,
+    channels: ChannelsLike,
+    *,
+    layer: str | None = None,
+    mode: str = "zero",
+    std: float = 1.0,
+    seed: int | None = None,
+) -> Iterator[nn.Module]:
+    """Within the block, every forward pass of ``model`` has ``channels`` of the latent ablated.
+
+    Args:
+        model: Segmentation model; its hooks are removed on exit, also after an error.
+        channels: Channel ids shared by all samples, per-sample ids (N, k), or a bool mask; see
+            :func:`channel_mask`. Use ``ranking.top(k)`` for a ranking.
+        layer: Latent layer name (default: the architecture's).
+        mode: ``"zero"`` (the paper's), ``"mean"`` or ``"noise"``.
+        std: Noise standard deviation for ``mode="noise"``.
+        seed: Seed for the noise; the generator restarts from it on entering the block.
+
+    Yields:
+        The model.
+
+    Raises:
+        ValueError: For an unknown mode or layer; channel ids out of range surface on the first
+            forward pass, when the latent's channel count is known.
+
+    Example:
+        >>> import segmentation_models_pytorch as smp
+        >>> net = smp.FPN("resnet18", encoder_weights=None, classes=2).eval()
+        >>> x = torch.rand(1, 3, 64, 64)
+        >>> with ablate_channels(net, torch.arange(512)):
+        ...     ablated = net(x)
+        >>> bool((ablated == net(x)).all())
+        False
+    """
+    check_choice(mode, "mode", MODES)
+    check_nonnegative_float(std, "std")
+    _reject_ranking(channels)
+    generators: dict[torch.device, torch.Generator] = {}
+
+    def generator_for(device: torch.device) -> torch.Generator | None:
+        if seed is None:
+            return None
+        if device not in generators:
+            generators[device] = torch.Generator(device=device).manual_seed(seed)
+        return generators[device]
+
+    def edit(latent: torch.Tensor) -> torch.Tensor:
+        mask = channel_mask(channels, latent.shape[1], latent.shape[0])
+        return ablate(latent, mask, mode, std, generator_for(latent.device))
+
+    with edit_latent(model, edit, layer):
+        yield model

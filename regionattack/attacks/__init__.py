@@ -1,0 +1,8 @@
+"""torchattacks-compatible segmentation attacks: one attack per module."""
+
+from regionattack.attacks.base import SegmentationAttack
+from regionattack.attacks.position_channel import PositionChannelAttack
+from regionattack.attacks.region_attack import RegionAttack
+from regionattack.attacks.region_pgd import RegionPGD
+
+__all__ = ["PositionChannelAttack", "RegionAttack", "RegionPGD", "SegmentationAttack"]

@@ -1,0 +1,305 @@
+"""A ``torchattacks.Attack`` adapted to segmentation: per-pixel labels, exception-safe state.
+
+torchattacks' base class assumes one label per image in several places; this class replaces or
+guards each of them:
+
+* ``__call__`` restores every module's training flag, every parameter's ``requires_grad`` and every
+  buffer in ``finally`` (torchattacks restores only the top-level flag, and not after an error);
+  parameters are frozen during the attack, so backward passes compute input gradients only.
+* targeted modes build per-pixel target maps (``set_mode_targeted_by_label`` takes (N, H, W) target
+  maps; random and least-likely targets are drawn per pixel);
+* :meth:`save` reports per-pixel accuracy and region mIoU instead of per-image accuracy;
+* ``torchattacks.MultiAttack``, which compares one label per image, is refused with a ``TypeError``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torchattacks
+from torchattacks.attack import Attack
+from torch import nn
+
+from regionattack._checks import (
+    IGNORE_INDEX,
+    check_images,
+    check_labels,
+    check_labels_in_range,
+    check_nonnegative_float,
+    check_positive_int,
+)
+from regionattack._state import frozen
+from regionattack.attacks.objectives import project
+from regionattack.latent import model_logits
+from regionattack.metrics import RegionConfusion
+from regionattack.normalization import NormalizedModel
+from regionattack.regions import RegionLike, as_mask
+
+logger = logging.getLogger(__name__)
+
+_NORMALIZATION_SLACK = 1e-4
+
+
+class SegmentationAttack(Attack):
+    """Base class of the L-inf PGD segmentation attacks.
+
+    Subclasses build a per-image objective in ``forward`` and ascend it with :meth:`pgd`. Images are (N, C, H, W)
+    in [0, 1] (or normalised, after ``set_normalization_used``, as in torchattacks); labels are
+    (N, H, W) int64 with 255 = ignore, or None to attack the model's own clean predictions.
+
+    Args:
+        name: Attack name shown by ``repr``.
+        model: Segmentation model returning (N, K, H, W) logits (tensor, dict ``"out"`` or tuple).
+        eps: L-inf radius.
+        alpha: Step size.
+        steps: Number of steps.
+        random_start: Start from a uniform random point in the allowed ball.
+        seed: Seed for the random start (reproducible runs); None uses torch's global generator.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        model: nn.Module,
+        *,
+        eps: float = 8 / 255,
+        alpha: float = 2 / 255,
+        steps: int = 10,
+        random_start: bool = True,
+        seed: int | None = None,
+    ):
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be an nn.Module; got {type(model).__name__}")
+        super().__init__(name, model)
+        self.eps = check_nonnegative_float(eps, "eps")
+        self.alpha = check_nonnegative_float(alpha, "alpha")
+        self.steps = check_positive_int(steps, "steps")
+        self.random_start = bool(random_start)
+        self.seed = seed
+        self.supported_mode = ["default", "targeted"]
+
+    # ------------------------------------------------------------------ torchattacks entry point
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor | None = None, **kwargs):
+        """Return adversarial images on the input's device and dtype; the model is left as it was."""
+        caller = sys._getframe(1).f_locals.get("self")
+        if isinstance(caller, torchattacks.MultiAttack):
+            raise TypeError(
+                "torchattacks.MultiAttack compares one label per image and cannot combine "
+                "segmentation attacks; run the attacks one after another instead"
+            )
+        with frozen(self.model, eval_mode=False):
+            self._change_model_mode(self.model.training)
+            if self._normalization_applied is not True:
+                return self.forward(images, labels, **kwargs)
+            self._set_normalization_applied(False)
+            try:
+                adv = self.forward(self._to_unit_range(images), labels, **kwargs)
+            finally:
+                self._set_normalization_applied(True)
+            return self.normalize(adv)
+
+    def _to_unit_range(self, images: torch.Tensor) -> torch.Tensor:
+        raw = self.inverse_normalize(images)
+        inside = (raw >= -_NORMALIZATION_SLACK) & (raw <= 1 + _NORMALIZATION_SLACK)
+        return raw.clamp(0, 1) if bool(inside.all()) else raw  # out of range: check_images raises
+
+    def network(self) -> nn.Module:
+        """The model as the attack sees it: with torchattacks' normalisation applied when set."""
+        if self.normalization_used is not None and self._normalization_applied is False:
+            mean = self.normalization_used["mean"].flatten().tolist()
+            std = self.normalization_used["std"].flatten().tolist()
+            return NormalizedModel(self.model, mean, std)
+        return self.model
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, K, H, W) logits of images in [0, 1] (normalised first when configured)."""
+        return model_logits(self.get_logits(images))
+
+    # ------------------------------------------------------------------ per-pixel targets
+    def _device_of(self, images: torch.Tensor) -> torch.device:
+        return self.device if self.device is not None else images.device
+
+    def prepare_images(self, images: torch.Tensor) -> torch.Tensor:
+        """Validate images; return them as float32 on the model's device."""
+        images = check_images(images)
+        return images.detach().to(self._device_of(images), torch.float32)
+
+    def prepare(
+        self, images: torch.Tensor, labels: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """Validate inputs; return float images on the model's device, labels, clean predictions."""
+        images = self.prepare_images(images)
+        if labels is not None:
+            labels = check_labels(labels, images)
+        with torch.no_grad():
+            clean_logits = self.logits(images)
+        clean = clean_logits.argmax(dim=1)
+        if clean.shape[-2:] != images.shape[-2:]:
+            raise ValueError(
+                f"model logits are {tuple(clean.shape[-2:])} but images are "
+                f"{tuple(images.shape[-2:])}; segmentation models must predict at input size"
+            )
+        if labels is not None:
+            check_labels_in_range(labels, clean_logits.shape[1])
+        return images, labels, clean
+
+    def attack_targets(
+        self, images: torch.Tensor, labels: torch.Tensor | None, clean: torch.Tensor
+    ) -> torch.Tensor:
+        """Per-pixel targets: the labels to move away from, or in targeted mode the target map."""
+        if not self.targeted:
+            return clean if labels is None else labels
+        if self.attack_mode == "targeted(label)":
+            if labels is None:
+                raise ValueError("set_mode_targeted_by_label needs a (N, H, W) target map as labels")
+            return labels
+        targets = self._target_map_function(images, labels if labels is not None else clean)
+        return check_labels(targets, images, "target map")
+
+    @torch.no_grad()
+    def get_random_target_label(self, inputs, labels=None):
+        """Per-pixel random target class, different from the label (or clean prediction)."""
+        logits = self.logits(inputs)
+        labels = logits.argmax(dim=1) if labels is None else labels
+        num_classes = logits.shape[1]
+        generator = None if self.seed is None else torch.Generator(logits.device).manual_seed(self.seed)
+        shift = torch.randint(1, max(num_classes, 2), labels.shape, device=labels.device,
+                              generator=generator)
+        targets = (labels.clamp(max=num_classes - 1) + shift) % num_classes
+        return torch.where(labels == IGNORE_INDEX, labels, targets)
+
+    @torch.no_grad()
+    def get_least_likely_label(self, inputs, labels=None):
+        """Per-pixel ``kth_min``-least-likely class, never the label (or clean prediction)."""
+        logits = self.logits(inputs)
+        labels = logits.argmax(dim=1) if labels is None else labels
+        keep = labels != IGNORE_INDEX
+        masked = logits.scatter(1, labels.clamp(max=logits.shape[1] - 1)[:, None], float("inf"))
+        targets = masked.topk(self._kth_min, dim=1, largest=False).indices[:, -1]
+        return torch.where(keep, targets, labels)
+
+    # ------------------------------------------------------------------ the PGD loop
+    def pgd(
+        self,
+        images: torch.Tensor,
+        objective: Callable[[torch.Tensor, int], torch.Tensor],
+        allowed: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Run L-inf PGD ascending ``objective(adv_images, step)``, a per-image loss (N,).
+
+        ``allowed`` (N or 1, H, W) confines where the perturbation may be non-zero.
+        """
+        delta = torch.zeros_like(images)
+        if self.random_start:
+            generator = (
+                None if self.seed is None else torch.Generator(images.device).manual_seed(self.seed)
+            )
+            delta = torch.rand(images.shape, generator=generator, device=images.device)
+            delta = project(images, (2 * delta - 1) * self.eps, self.eps, allowed)
+        for step in range(self.steps):
+            adv = (images + delta).requires_grad_(True)
+            loss = objective(adv, step).sum()
+            (grad,) = torch.autograd.grad(loss, adv)
+            delta = project(images, delta + self.alpha * grad.sign(), self.eps, allowed)
+        return (images + delta).detach()
+
+    @staticmethod
+    def finish(adv: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """Return ``adv`` on the device and dtype of the caller's images."""
+        return adv.to(device=like.device, dtype=like.dtype)
+
+    # ------------------------------------------------------------------ segmentation-aware save
+    def save(
+        self,
+        data_loader,
+        save_path: str | os.PathLike | None = None,
+        verbose: bool = True,
+        return_verbose: bool = False,
+        save_predictions: bool = False,
+        save_clean_inputs: bool = False,
+        save_type: str = "float",
+        region: RegionLike | None = None,
+    ):
+        """Attack every ``(images, labels)`` batch; report per-pixel metrics; optionally save.
+
+        Unlike torchattacks' per-image accuracy, this reports per-pixel accuracy and mIoU on all
+        pixels, inside and outside the region (the attack's own region unless ``region`` is given;
+        the whole image for attacks without one). The file (written once, atomically, at the end)
+        has torchattacks' keys, so ``torchattacks.Attack.load`` reads it.
+
+        Returns:
+            ``(pixel_accuracy_percent, mean_l2, seconds)`` when ``return_verbose``, else None.
+        """
+        region = region if region is not None else getattr(self, "region", None)
+        saved: dict[str, list[torch.Tensor]] = {key: [] for key in _SAVE_KEYS}
+        confusion: RegionConfusion | None = None
+        l2_norms: list[torch.Tensor] = []
+        start = time.perf_counter()
+        for step, (inputs, labels) in enumerate(data_loader):
+            adv = self(inputs, labels)
+            with torch.no_grad(), frozen(self.model):
+                logits = self.logits(adv)  # adv is already in the model's input space
+            preds = logits.argmax(dim=1).cpu()
+            if confusion is None:
+                confusion = RegionConfusion(logits.shape[1])
+            size = tuple(labels.shape[-2:])
+            mask = torch.ones(1, *size, dtype=torch.bool) if region is None else as_mask(
+                region, size, labels.shape[0]
+            )
+            confusion.update(preds, labels.cpu().long(), mask)
+            raw_adv, raw_inputs = self._unit_range(adv).cpu(), self._unit_range(inputs).cpu()
+            l2_norms.append((raw_adv - raw_inputs).flatten(1).norm(dim=1))
+            for key, value in zip(_SAVE_KEYS, (raw_adv, labels.cpu(), preds, raw_inputs)):
+                saved[key].append(value)
+            if verbose:
+                logger.info("save: batch %d, pixel accuracy %.2f%%", step + 1,
+                            100 * confusion.all.pixel_accuracy())
+        if confusion is None:
+            raise ValueError("data_loader yielded no batches")
+        seconds = time.perf_counter() - start
+        accuracy = 100 * confusion.all.pixel_accuracy()
+        l2 = float(torch.cat(l2_norms).mean())
+        if verbose:
+            result = confusion.result()
+            logger.info(
+                "save: pixel accuracy %.2f%%, mIoU all %.4f inside %.4f outside %.4f, L2 %.4f, %.1fs",
+                accuracy, result.all, result.inside, result.outside, l2, seconds,
+            )
+        if save_path is not None:
+            _write_adversarials(saved, save_path, save_predictions, save_clean_inputs, save_type)
+        return (accuracy, l2, seconds) if return_verbose else None
+
+    def _unit_range(self, images: torch.Tensor) -> torch.Tensor:
+        return self.inverse_normalize(images) if self._normalization_applied is True else images
+
+
+_SAVE_KEYS = ("adv_inputs", "labels", "preds", "clean_inputs")
+
+
+def _write_adversarials(
+    saved: dict[str, list[torch.Tensor]],
+    save_path: str | os.PathLike,
+    save_predictions: bool,
+    save_clean_inputs: bool,
+    save_type: str,
+) -> None:
+    """Write torchattacks' save format atomically (a temporary file is renamed)."""
+    if save_type not in ("float", "int"):
+        raise ValueError(f"save_type must be 'float' or 'int'; got {save_type!r}")
+    keys = ["adv_inputs", "labels"] + ["preds"] * save_predictions + ["clean_inputs"] * save_clean_inputs
+    record: dict[str, object] = {key: torch.cat(saved[key]) for key in keys}
+    if save_type == "int":
+        for key in ("adv_inputs", "clean_inputs"):
+            if key in record:
+                record[key] = (record[key] * 255).round().to(torch.uint8)  # type: ignore[operator]
+    record["save_type"] = save_type
+    path = Path(save_path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(record, tmp)
+    os.replace(tmp, path)

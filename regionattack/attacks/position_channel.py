@@ -1,0 +1,90 @@
+"""PositionChannelAttack: an input perturbation that suppresses or mirrors chosen latent channels."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from regionattack._checks import check_choice, check_k
+from regionattack.ablation import ChannelsLike, channel_mask
+from regionattack.attacks.base import SegmentationAttack
+from regionattack.attacks.objectives import channel_distance
+from regionattack.latent import find_layer, latent_of
+from regionattack.ranking import ChannelRanking, default_k
+
+MODES = ("suppress", "flip")
+
+
+class PositionChannelAttack(SegmentationAttack):
+    """L-inf PGD on the latent alone: drive ``channels`` to zero (``"suppress"``) or to their mirror.
+
+    ``"suppress"`` realises the paper's channel zeroing as an input perturbation; ``"flip"`` pushes
+    each chosen channel's map towards its horizontally mirrored clean map, so the position it
+    encodes points to the wrong side. The loss is minus the squared distance of the chosen channels
+    to that target, divided by their clean energy; no labels are needed and only the network up to
+    the latent runs at each step.
+
+    Args:
+        model: Segmentation model.
+        channels: Channel ids (shared or (N, k) per sample), a bool mask, or a
+            :class:`~regionattack.ChannelRanking` (its top ``k``).
+        eps: L-inf radius. alpha: Step size. steps: Number of steps.
+        random_start: Start from a uniform random point.
+        mode: ``"suppress"`` (default) or ``"flip"``.
+        k: Channels taken from a ranking (default: 5% of the channels).
+        layer: Latent layer name (default: the architecture's).
+        seed: Seed for the random start.
+
+    Example:
+        >>> import segmentation_models_pytorch as smp
+        >>> net = smp.FPN("resnet18", encoder_weights=None, classes=3).eval()
+        >>> atk = PositionChannelAttack(net, [0, 5, 9], steps=2, seed=0)
+        >>> atk(torch.rand(1, 3, 64, 64)).shape
+        torch.Size([1, 3, 64, 64])
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        channels: ChannelsLike,
+        *,
+        eps: float = 8 / 255,
+        alpha: float = 2 / 255,
+        steps: int = 10,
+        random_start: bool = True,
+        mode: str = "suppress",
+        k: int | None = None,
+        layer: str | None = None,
+        seed: int | None = None,
+    ):
+        super().__init__(
+            "PositionChannelAttack", model, eps=eps, alpha=alpha, steps=steps,
+            random_start=random_start, seed=seed,
+        )
+        self.supported_mode = ["default"]
+        self.mode = check_choice(mode, "mode", MODES)
+        self.layer = find_layer(model, layer)[0]
+        if isinstance(channels, ChannelRanking):
+            channels = channels.top(k if k is not None else default_k(channels.num_channels))
+        elif k is not None:
+            raise ValueError("k is only used with a ChannelRanking; pass the channel ids directly")
+        self.channels = channels
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Return adversarial images; ``labels`` are accepted for torchattacks' API and unused."""
+        del labels
+        original = images
+        images = self.prepare_images(images)
+        network = self.network()
+        with torch.no_grad():
+            clean = latent_of(network, images, self.layer)
+        selected = channel_mask(self.channels, clean.shape[1], images.shape[0])
+        target = torch.zeros_like(clean) if self.mode == "suppress" else clean.flip(-1)
+        scale = channel_distance(clean, torch.zeros_like(clean), selected,
+                                 torch.ones(images.shape[0], device=images.device)).clamp_min(1e-12)
+
+        def objective(adv: torch.Tensor, step: int) -> torch.Tensor:
+            del step
+            return -channel_distance(latent_of(network, adv, self.layer), target, selected, scale)
+
+        return self.finish(self.pgd(images, objective), original)

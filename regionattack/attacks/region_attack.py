@@ -1,0 +1,169 @@
+"""RegionAttack: break the prediction inside a region, keep it outside."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import nn
+
+from regionattack._checks import IGNORE_INDEX, check_choice, check_k, check_nonnegative_float
+from regionattack.ablation import ChannelsLike, ablate, channel_mask
+from regionattack.attacks.base import SegmentationAttack
+from regionattack.attacks.objectives import channel_distance, weighted_cross_entropy
+from regionattack.latent import edit_latent, find_layer, latent_of, model_logits
+from regionattack.ranking import ChannelRanking, default_k, gradient_effects, mean_weights
+from regionattack.regions import RegionLike, as_mask
+
+OBJECTIVES = ("segmentation", "channels", "both")
+
+
+class RegionAttack(SegmentationAttack):
+    r"""L-inf PGD that degrades segmentation inside ``region`` and keeps the prediction outside.
+
+    Objectives (ascended by each step; ``CE_R(t)`` is the mean cross-entropy over the valid pixels
+    of ``R`` w.r.t. the per-pixel map ``t``):
+
+    * ``"segmentation"``: ``CE_in(y) - outside_weight * CE_out(clean)`` where ``y`` are the labels
+      (or the clean predictions when no labels are given) and ``clean`` the clean predictions;
+      targeted: ``-CE_in(target) - outside_weight * CE_out(clean)``.
+    * ``"channels"``: label-free. The region's top-``k`` position channels (ranked per image on the
+      batch with :func:`~regionattack.ranking.gradient_effects`, or given as ``channels``) are driven
+      towards zero and the others kept at their clean values: the paper's zeroing realised as an
+      input perturbation. The loss is minus the squared distance to that ablated latent, divided by
+      the clean energy of the chosen channels.
+    * ``"both"``: the sum of the two.
+
+    Pixels labelled 255 are never attacked or counted. ``perturb_region`` confines where the
+    perturbation may be non-zero, so perturbing one part of the image to break another (an indirect
+    attack) is one argument away.
+
+    Args:
+        model: Segmentation model (logits as a tensor, dict ``"out"`` or tuple with masks first).
+        region: Region to break: a name (``"left"``, ...) or a mask, see :mod:`regionattack.regions`.
+        eps: L-inf radius. alpha: Step size. steps: Number of steps.
+        random_start: Start from a uniform random point.
+        objective: ``"segmentation"`` (default), ``"channels"`` or ``"both"``.
+        channels: Channels to attack through (ids, (N, k) ids, bool mask or a
+            :class:`~regionattack.ChannelRanking`); ranked on each batch when None.
+        k: Number of channels (default: 5% of the latent's channels).
+        layer: Latent layer name (default: the architecture's).
+        perturb_region: Where the perturbation may be non-zero (default: everywhere).
+        outside_weight: Weight of the term that preserves the prediction outside the region.
+        seed: Seed for the random start.
+
+    Example:
+        >>> import segmentation_models_pytorch as smp
+        >>> net = smp.FPN("resnet18", encoder_weights=None, classes=3).eval()
+        >>> atk = RegionAttack(net, "left", steps=2, seed=0)
+        >>> x = torch.rand(1, 3, 64, 64)
+        >>> adv = atk(x)
+        >>> bool((adv - x).abs().max() <= 8 / 255 + 1e-6), adv.shape
+        (True, torch.Size([1, 3, 64, 64]))
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        region: RegionLike,
+        *,
+        eps: float = 8 / 255,
+        alpha: float = 2 / 255,
+        steps: int = 10,
+        random_start: bool = True,
+        objective: str = "segmentation",
+        channels: ChannelsLike | None = None,
+        k: int | None = None,
+        layer: str | None = None,
+        perturb_region: RegionLike | None = None,
+        outside_weight: float = 1.0,
+        seed: int | None = None,
+    ):
+        super().__init__(
+            "RegionAttack", model, eps=eps, alpha=alpha, steps=steps, random_start=random_start,
+            seed=seed,
+        )
+        if isinstance(region, str):
+            as_mask(region, (2, 2))  # validates the name now rather than on the first call
+        self.region = region
+        self.objective_name = check_choice(objective, "objective", OBJECTIVES)
+        self.layer = None if objective == "segmentation" and layer is None else find_layer(model, layer)[0]
+        if k is not None and isinstance(channels, ChannelRanking):
+            check_k(k, channels.num_channels)
+        self.channels = channels
+        self.k = k
+        self.perturb_region = perturb_region
+        self.outside_weight = check_nonnegative_float(outside_weight, "outside_weight")
+
+    def select_channels(
+        self, images: torch.Tensor, targets: torch.Tensor, inside: torch.Tensor, valid: torch.Tensor
+    ) -> torch.Tensor:
+        """Return a (N or 1, K) bool mask of the channels to attack through."""
+        network = self.network()
+        store: dict[str, torch.Tensor] = {}
+        with torch.no_grad(), edit_latent(network, lambda z: store.update(z=z), self.layer):
+            network(images[:1])
+        num_channels = store["z"].shape[1]
+        if isinstance(self.channels, ChannelRanking):
+            if self.channels.num_channels != num_channels:
+                raise ValueError(
+                    f"the ranking has {self.channels.num_channels} channels but the latent has "
+                    f"{num_channels}"
+                )
+            return channel_mask(self.channels.top(self.k or default_k(num_channels)), num_channels)
+        if self.channels is not None:
+            return channel_mask(self.channels, num_channels, images.shape[0])
+        k = check_k(self.k, num_channels) if self.k is not None else default_k(num_channels)
+        weights = mean_weights(torch.stack([inside, ~inside]), valid)
+        effects = gradient_effects(network, images, weights, targets=targets, layer=self.layer)
+        scores = effects[:, 0] - effects[:, 1]
+        return channel_mask(scores.topk(k, dim=1).indices, num_channels)
+
+    def forward(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        region: RegionLike | None = None,
+    ) -> torch.Tensor:
+        """Return adversarial images; ``region`` overrides the attack's region for this batch."""
+        original = images
+        images, labels, clean = self.prepare(images, labels)
+        n, size = images.shape[0], tuple(images.shape[-2:])
+        inside = as_mask(self.region if region is None else region, size, n, images.device)
+        allowed = None
+        if self.perturb_region is not None:
+            allowed = as_mask(self.perturb_region, size, n, images.device)
+        targets = self.attack_targets(images, labels, clean)
+        valid = torch.ones_like(clean, dtype=torch.bool) if labels is None else labels != IGNORE_INDEX
+        inside_w, outside_w = mean_weights(torch.stack([inside, ~inside]), valid)
+        network = self.network()
+        sign = -1.0 if self.targeted else 1.0
+        use_segmentation = self.objective_name in ("segmentation", "both")
+        use_channels = self.objective_name in ("channels", "both")
+        if use_channels:
+            selected = self.select_channels(images, clean if self.targeted else targets, inside, valid)
+            store: dict[str, torch.Tensor] = {}
+            with torch.no_grad(), edit_latent(network, lambda z: store.update(z=z), self.layer):
+                network(images)
+            clean_latent = store["z"].detach()
+            ablated = ablate(clean_latent, selected)
+            energy = channel_distance(clean_latent, ablated, selected, torch.ones(n, device=images.device))
+            scale = energy.clamp_min(1e-12)
+
+        def objective(adv: torch.Tensor, step: int) -> torch.Tensor:
+            del step
+            loss = torch.zeros(n, device=adv.device)
+            if use_segmentation:
+                latent: dict[str, torch.Tensor] = {}
+                capture = edit_latent(network, lambda z: latent.update(z=z), self.layer)
+                with capture if use_channels else contextlib.nullcontext():
+                    logits = model_logits(network(adv))
+                loss = sign * weighted_cross_entropy(logits, targets, inside_w)
+                if self.outside_weight:
+                    loss = loss - self.outside_weight * weighted_cross_entropy(logits, clean, outside_w)
+            if use_channels:
+                z = latent["z"] if use_segmentation else latent_of(network, adv, self.layer)
+                loss = loss - channel_distance(z, ablated, torch.ones_like(selected), scale)
+            return loss
+
+        return self.finish(self.pgd(images, objective, allowed), original)

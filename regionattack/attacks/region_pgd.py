@@ -1,0 +1,41 @@
+"""RegionPGD: the plain baseline, cross-entropy on the region's pixels only."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from regionattack.attacks.region_attack import RegionAttack
+from regionattack.regions import RegionLike
+
+
+class RegionPGD(RegionAttack):
+    """L-inf PGD that ascends the mean cross-entropy over the region's pixels and nothing else.
+
+    The baseline for every comparison: a :class:`RegionAttack` with ``objective="segmentation"``
+    and no term that preserves the outside. Untargeted by default; targeted with
+    ``set_mode_targeted_by_label``.
+
+    Example:
+        >>> import segmentation_models_pytorch as smp, torch
+        >>> net = smp.FPN("resnet18", encoder_weights=None, classes=3).eval()
+        >>> RegionPGD(net, "top", steps=1)(torch.rand(1, 3, 64, 64)).shape
+        torch.Size([1, 3, 64, 64])
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        region: RegionLike,
+        *,
+        eps: float = 8 / 255,
+        alpha: float = 2 / 255,
+        steps: int = 10,
+        random_start: bool = True,
+        perturb_region: RegionLike | None = None,
+        seed: int | None = None,
+    ):
+        super().__init__(
+            model, region, eps=eps, alpha=alpha, steps=steps, random_start=random_start,
+            objective="segmentation", perturb_region=perturb_region, outside_weight=0.0, seed=seed,
+        )
+        self.attack = "RegionPGD"

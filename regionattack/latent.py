@@ -1,0 +1,196 @@
+"""Find a model's latent layer, capture its output and replace it (hook helpers).
+
+The *latent* is the feature map whose channels are ranked and ablated. By default it is the deepest
+feature map that feeds the decoder:
+
+* segmentation_models_pytorch models: the last feature of ``encoder`` (e.g. 512 channels for a
+  ResNet-18 encoder);
+* torchvision segmentation models (``deeplabv3_*``, ``fcn_*``, ``lraspp_*``): ``backbone["out"]``;
+* any other model: pass ``layer="dotted.module.name"``. The layer's output may be a tensor, a
+  list/tuple (the last element is the latent) or a dict (its ``"out"`` entry).
+
+Layer names are relative to the model inside :class:`~regionattack.NormalizedModel` wrappers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Callable, Iterator
+
+import torch
+from torch import nn
+
+from regionattack.normalization import unwrap
+
+
+def default_layer(model: nn.Module) -> str:
+    """Return the name of the default latent layer of a known architecture.
+
+    Raises:
+        ValueError: If the architecture is not recognised; the message lists candidate names.
+
+    Example:
+        >>> import segmentation_models_pytorch as smp
+        >>> default_layer(smp.FPN("resnet18", encoder_weights=None, classes=2))
+        'encoder'
+    """
+    inner = unwrap(model)
+    if all(hasattr(inner, name) for name in ("encoder", "decoder", "segmentation_head")):
+        return "encoder"
+    if isinstance(getattr(inner, "backbone", None), nn.Module) and hasattr(inner, "classifier"):
+        return "backbone"
+    raise ValueError(
+        f"cannot tell the latent layer of {type(inner).__name__}; pass layer= one of "
+        f"{_candidates(inner)}"
+    )
+
+
+def _candidates(model: nn.Module, limit: int = 40) -> list[str]:
+    names = [name for name, _ in model.named_modules() if name and name.count(".") < 2]
+    return names[:limit] + (["..."] if len(names) > limit else [])
+
+
+def find_layer(model: nn.Module, layer: str | None = None) -> tuple[str, nn.Module]:
+    """Return ``(name, module)`` of the latent layer, the default one when ``layer`` is None.
+
+    Raises:
+        ValueError: If ``layer`` names no module; the message lists candidate names.
+
+    Example:
+        >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+        >>> find_layer(net, "0")
+        ('0', Conv2d(3, 4, kernel_size=(3, 3), stride=(1, 1)))
+    """
+    inner = unwrap(model)
+    name = default_layer(inner) if layer is None else layer
+    if not isinstance(name, str):
+        raise TypeError(f"layer must be a dotted module name (str); got {type(name).__name__}")
+    modules = dict(inner.named_modules())
+    if name not in modules or not name:
+        raise ValueError(f"model has no layer {name!r}; candidates: {_candidates(inner)}")
+    return name, modules[name]
+
+
+def select_latent(output: object) -> torch.Tensor:
+    """Return the latent tensor inside a layer's output (tensor, list/tuple or dict).
+
+    Example:
+        >>> select_latent({"out": torch.ones(1, 4, 2, 2), "aux": torch.zeros(1)}).shape
+        torch.Size([1, 4, 2, 2])
+    """
+    if isinstance(output, torch.Tensor):
+        latent = output
+    elif isinstance(output, (list, tuple)) and output:
+        latent = output[-1]
+    elif isinstance(output, dict) and "out" in output:
+        latent = output["out"]
+    else:
+        raise TypeError(
+            "the latent layer must return a tensor, a non-empty list/tuple or a dict with 'out'; "
+            f"got {type(output).__name__}"
+        )
+    if not isinstance(latent, torch.Tensor) or latent.ndim != 4:
+        raise ValueError(
+            "the latent must be a (N, K, h, w) tensor; got "
+            f"{tuple(latent.shape) if isinstance(latent, torch.Tensor) else type(latent).__name__}"
+        )
+    return latent
+
+
+def _with_latent(output: object, latent: torch.Tensor) -> object:
+    if isinstance(output, torch.Tensor):
+        return latent
+    if isinstance(output, list):
+        return [*output[:-1], latent]
+    if isinstance(output, tuple):
+        return (*output[:-1], latent)
+    replaced = copy.copy(output)  # keeps the dict type (e.g. torchvision's OrderedDict)
+    replaced["out"] = latent  # type: ignore[index]
+    return replaced
+
+
+def model_logits(output: object) -> torch.Tensor:
+    """Return the (N, K, H, W) logits inside a model's output.
+
+    Accepts a tensor, a torchvision dict (``"out"``) or a tuple/list whose first element holds the
+    masks (segmentation_models_pytorch with an auxiliary head).
+
+    Example:
+        >>> model_logits((torch.zeros(1, 2, 3, 3), torch.zeros(1, 2))).shape
+        torch.Size([1, 2, 3, 3])
+    """
+    if isinstance(output, dict) and "out" in output:
+        output = output["out"]
+    elif isinstance(output, (list, tuple)) and output:
+        output = output[0]
+    if not isinstance(output, torch.Tensor) or output.ndim != 4:
+        raise ValueError(
+            "a segmentation model must return (N, K, H, W) logits (a tensor, a dict with 'out' or "
+            f"a tuple with masks first); got {type(output).__name__}"
+            + (f" of shape {tuple(output.shape)}" if isinstance(output, torch.Tensor) else "")
+        )
+    return output
+
+
+@contextlib.contextmanager
+def edit_latent(
+    model: nn.Module,
+    edit: Callable[[torch.Tensor], torch.Tensor | None],
+    layer: str | None = None,
+) -> Iterator[str]:
+    """Within the block, pass the latent of every forward pass through ``edit``.
+
+    ``edit`` receives the latent and returns a replacement, or None to keep it (e.g. to only record
+    it). The hook is removed on exit, also when the block raises.
+
+    Yields:
+        The resolved layer name.
+
+    Example:
+        >>> net = nn.Sequential(nn.Conv2d(1, 2, 1), nn.Flatten())
+        >>> with edit_latent(net, lambda z: torch.zeros_like(z), layer="0"):
+        ...     net(torch.ones(1, 1, 1, 1)).tolist()
+        [[0.0, 0.0]]
+    """
+    name, module = find_layer(model, layer)
+
+    def hook(_module: nn.Module, _inputs: object, output: object) -> object:
+        replacement = edit(select_latent(output))
+        return None if replacement is None else _with_latent(output, replacement)
+
+    handle = module.register_forward_hook(hook)
+    try:
+        yield name
+    finally:
+        handle.remove()
+
+
+class _LatentReached(Exception):
+    def __init__(self, latent: torch.Tensor):
+        super().__init__()
+        self.latent = latent
+
+
+def latent_of(model: nn.Module, images: torch.Tensor, layer: str | None = None) -> torch.Tensor:
+    """Return the latent of ``images``, running the model only up to the latent layer.
+
+    The forward pass stops as soon as the layer has produced its output, so decoders and heads are
+    never run. Gradients flow to ``images`` unless called under ``torch.no_grad``.
+
+    Example:
+        >>> import segmentation_models_pytorch as smp
+        >>> net = smp.FPN("resnet18", encoder_weights=None, classes=2).eval()
+        >>> latent_of(net, torch.rand(1, 3, 64, 64)).shape
+        torch.Size([1, 512, 2, 2])
+    """
+
+    def stop(latent: torch.Tensor) -> None:
+        raise _LatentReached(latent)
+
+    with edit_latent(model, stop, layer):
+        try:
+            model(images)
+        except _LatentReached as reached:
+            return reached.latent
+    raise RuntimeError("the latent layer was not run during the forward pass")

@@ -1,0 +1,395 @@
+"""Rank the latent channels that encode position: the paper's flip method and a gradient method.
+
+* ``method="flip"`` (Islam et al., 2021): run the network up to the latent on each image and on its
+  mirror image, global-average-pool both latents, and compare. Per channel, the mean over images of
+  ``|GAP(f(x)) - GAP(f(hflip(x)))|`` ranks *overall* position channels; the signed mean ranks
+  ``"left"`` (descending) and ``"right"`` (ascending); a vertical flip gives ``"top"`` / ``"bottom"``.
+* ``method="gradient"``: a first-order (activation x gradient) estimate of how much zeroing each
+  channel raises the per-pixel segmentation loss. Zeroing channel ``c`` changes the latent by
+  ``-z_c``, so the loss changes by about ``-sum_{h,w} z_c * dL/dz_c``. With a region, the loss is the
+  mean cross-entropy inside the region minus the mean outside it, so the score is
+  *(estimated damage inside) - (estimated damage outside)*: region-specific channels hurt the region
+  and spare the rest. With ``region=None`` the image is cut into a ``grid x grid`` lattice, the
+  estimated damage to each cell is averaged over the images, and the score is the standard deviation
+  of those cell averages across cells (see :func:`rank_channels`).
+
+Only forward passes up to the latent are run for ``"flip"``; ``"gradient"`` runs one forward pass and
+back-propagates only from the logits to the latent (parameters are frozen, the encoder is skipped).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from regionattack._checks import (
+    IGNORE_INDEX,
+    check_choice,
+    check_images,
+    check_k,
+    check_labels,
+    check_positive_int,
+)
+from regionattack._state import frozen
+from regionattack.latent import edit_latent, find_layer, latent_of, model_logits
+from regionattack.regions import RegionLike, as_mask, describe, grid_cells
+
+METHODS = ("gradient", "flip")
+FLIP_REGIONS = (None, "left", "right", "top", "bottom")
+
+
+@dataclass(frozen=True)
+class ChannelRanking:
+    """Latent channels ordered from the most to the least position-encoding.
+
+    Attributes:
+        indices: (K,) int64 channel ids, most position-encoding first.
+        scores: (K,) float32 score of each channel, indexed by channel id.
+        method: ``"flip"`` or ``"gradient"``.
+        region: Description of the region the ranking targets (``"overall"`` for none).
+        layer: Name of the latent layer.
+        num_images: Number of images the scores average over.
+
+    Example:
+        >>> ranking = ChannelRanking.from_scores(torch.tensor([0.1, 0.9, 0.5]), "flip", "overall",
+        ...                                      "encoder", 4)
+        >>> ranking.top(2).tolist()
+        [1, 2]
+    """
+
+    indices: torch.Tensor
+    scores: torch.Tensor
+    method: str
+    region: str
+    layer: str
+    num_images: int
+
+    @classmethod
+    def from_scores(
+        cls, scores: torch.Tensor, method: str, region: str, layer: str, num_images: int
+    ) -> ChannelRanking:
+        """Build a ranking that orders channels by descending score (ties by channel id)."""
+        scores = scores.detach().float().cpu()
+        indices = torch.argsort(scores, descending=True, stable=True)
+        return cls(indices, scores, method, region, layer, num_images)
+
+    @property
+    def num_channels(self) -> int:
+        """Number of latent channels."""
+        return int(self.scores.numel())
+
+    def top(self, k: int) -> torch.Tensor:
+        """Return the ids of the ``k`` highest-ranked channels.
+
+        Raises:
+            ValueError: If ``k`` is not in ``[1, num_channels]``.
+        """
+        return self.indices[: check_k(k, self.num_channels)].clone()
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the ranking to ``path`` as JSON (atomically: a temporary file is renamed)."""
+        path = Path(path)
+        record = {
+            "indices": self.indices.tolist(),
+            "scores": self.scores.tolist(),
+            "method": self.method,
+            "region": self.region,
+            "layer": self.layer,
+            "num_images": self.num_images,
+        }
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(record))
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> ChannelRanking:
+        """Read a ranking written by :meth:`save`.
+
+        Raises:
+            ValueError: If the file is not a saved ranking.
+        """
+        record = json.loads(Path(path).read_text())
+        keys = {"indices", "scores", "method", "region", "layer", "num_images"}
+        if not isinstance(record, dict) or not keys <= set(record):
+            raise ValueError(f"{path} is not a saved ChannelRanking (expected keys {sorted(keys)})")
+        indices = torch.tensor(record["indices"], dtype=torch.long)
+        scores = torch.tensor(record["scores"], dtype=torch.float32)
+        if sorted(indices.tolist()) != list(range(scores.numel())):
+            raise ValueError(f"{path}: indices are not a permutation of the {scores.numel()} ids")
+        return cls(
+            indices,
+            scores,
+            record["method"],
+            record["region"],
+            record["layer"],
+            int(record["num_images"]),
+        )
+
+
+def _model_device(model: nn.Module, fallback: torch.device) -> torch.device:
+    return next(iter(model.parameters()), torch.empty(0, device=fallback)).device
+
+
+def iterate_batches(
+    data: torch.Tensor | Iterable,
+    labels: torch.Tensor | None = None,
+    max_images: int | None = None,
+    batch_size: int = 16,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    """Yield ``(images, labels or None)`` batches from a tensor or an iterable / DataLoader.
+
+    The iterable may yield image tensors or ``(images, labels, ...)`` tuples. At most
+    ``max_images`` images are yielded in total.
+
+    Example:
+        >>> [b.shape[0] for b, _ in iterate_batches(torch.zeros(5, 3, 2, 2), batch_size=2)]
+        [2, 2, 1]
+    """
+    if max_images is not None:
+        check_positive_int(max_images, "max_images")
+    if isinstance(data, torch.Tensor):
+        check_images(data)
+        if labels is not None:
+            labels = check_labels(labels, data)
+        data = [
+            (data[i : i + batch_size], None if labels is None else labels[i : i + batch_size])
+            for i in range(0, data.shape[0], batch_size)
+        ]
+    elif labels is not None:
+        raise ValueError("labels= is only accepted with a tensor of images; yield them from data")
+    seen = 0
+    for item in data:
+        images, batch_labels = (
+            (item[0], item[1] if len(item) > 1 else None)
+            if isinstance(item, (tuple, list))
+            else (item, None)
+        )
+        if max_images is not None and seen + images.shape[0] > max_images:
+            images = images[: max_images - seen]
+            batch_labels = None if batch_labels is None else batch_labels[: images.shape[0]]
+        if images.shape[0] == 0:
+            break
+        check_images(images)
+        yield images, None if batch_labels is None else check_labels(batch_labels, images)
+        seen += images.shape[0]
+        if max_images is not None and seen >= max_images:
+            break
+
+
+def flip_differences(
+    model: nn.Module, images: torch.Tensor, *, layer: str | None = None, vertical: bool = False
+) -> torch.Tensor:
+    """Return ``GAP(f(x)) - GAP(f(flip(x)))`` per image and channel, shape (N, K).
+
+    Image and mirror image go through the network in one batch, up to the latent only.
+    The caller's model is left as it was (eval mode is used inside).
+
+    Example:
+        >>> import segmentation_models_pytorch as smp
+        >>> net = smp.FPN("resnet18", encoder_weights=None, classes=2)
+        >>> flip_differences(net, torch.rand(2, 3, 64, 64)).shape
+        torch.Size([2, 512])
+    """
+    images = check_images(images)
+    flipped = images.flip(-2 if vertical else -1)
+    with frozen(model), torch.inference_mode():
+        pooled = latent_of(model, torch.cat([images, flipped]), layer).float().mean(dim=(2, 3))
+    return pooled[: images.shape[0]] - pooled[images.shape[0] :]
+
+
+def pixel_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per-pixel cross-entropy (N, H, W); pixels labelled 255 get 0.
+
+    Logits of another size than the targets are resized bilinearly first.
+
+    Example:
+        >>> pixel_loss(torch.zeros(1, 2, 1, 2), torch.tensor([[[0, 255]]])).tolist()
+        [[[0.6931471824645996, 0.0]]]
+    """
+    if logits.shape[-2:] != targets.shape[-2:]:
+        logits = F.interpolate(logits, size=targets.shape[-2:], mode="bilinear", align_corners=False)
+    return F.cross_entropy(logits.float(), targets, ignore_index=IGNORE_INDEX, reduction="none")
+
+
+def mean_weights(masks: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Turn bool masks (M, N or 1, H, W) into weights that average over each mask's valid pixels.
+
+    Example:
+        >>> w = mean_weights(torch.tensor([[[[True, True]]]]), torch.tensor([[[True, False]]]))
+        >>> w.tolist()
+        [[[[1.0, 0.0]]]]
+    """
+    selected = (masks & valid).float()
+    return selected / selected.sum(dim=(-2, -1), keepdim=True).clamp_min(1)
+
+
+def gradient_effects(
+    model: nn.Module,
+    images: torch.Tensor,
+    weights: torch.Tensor,
+    *,
+    targets: torch.Tensor | None = None,
+    layer: str | None = None,
+) -> torch.Tensor:
+    """First-order estimate of the loss increase from zeroing each channel, per image and map.
+
+    For each pixel-weight map ``w_m`` the loss is ``L_m = sum_px w_m * CE(px)``; zeroing channel ``c``
+    changes it by about ``-sum_{h,w} z_c * dL_m/dz_c``. One forward pass is run; the backward pass
+    stops at the latent.
+
+    Args:
+        model: Segmentation model returning (N, C, H, W) logits.
+        images: (N, 3, H, W) images in [0, 1].
+        weights: (M, N or 1, H, W) float pixel weights (e.g. from :func:`mean_weights`).
+        targets: (N, H, W) labels (255 = ignore); the model's clean predictions when None.
+        layer: Latent layer name (default: the architecture's).
+
+    Returns:
+        (N, M, K) estimated loss increases.
+
+    Example:
+        >>> import segmentation_models_pytorch as smp
+        >>> net = smp.FPN("resnet18", encoder_weights=None, classes=2)
+        >>> gradient_effects(net, torch.rand(2, 3, 64, 64), torch.ones(3, 1, 64, 64)).shape
+        torch.Size([2, 3, 512])
+    """
+    store: dict[str, torch.Tensor] = {}
+
+    def detach(latent: torch.Tensor) -> torch.Tensor:
+        store["latent"] = latent.detach().requires_grad_(True)
+        return store["latent"]
+
+    with frozen(model), torch.enable_grad(), edit_latent(model, detach, layer):
+        logits = model_logits(model(images))
+        latent = store["latent"]
+        if targets is None:
+            targets = logits.detach().argmax(dim=1)
+        losses = torch.einsum("nhw,mnhw->m", pixel_loss(logits, targets), weights.expand(-1, *targets.shape))
+        grads = torch.stack(
+            [
+                torch.autograd.grad(losses[m], latent, retain_graph=m + 1 < len(losses))[0]
+                for m in range(len(losses))
+            ],
+            dim=1,
+        )
+    return -(grads * latent.detach().unsqueeze(1)).float().sum(dim=(-2, -1))
+
+
+def rank_channels(
+    model: nn.Module,
+    data: torch.Tensor | Iterable,
+    *,
+    method: str = "gradient",
+    region: RegionLike | None = None,
+    layer: str | None = None,
+    labels: torch.Tensor | None = None,
+    max_images: int | None = None,
+    grid: int = 3,
+    batch_size: int = 16,
+) -> ChannelRanking:
+    """Rank the latent channels by how much position (overall or of a region) they encode.
+
+    Scores, per method (``E`` is the mean over images):
+
+    * ``"flip"``, overall: ``E|GAP(f(x)) - GAP(f(hflip x))|``; ``"left"``: ``E[GAP(f(x)) -
+      GAP(f(hflip x))]``; ``"right"``: its negative; ``"top"`` / ``"bottom"``: the same with a
+      vertical flip.
+    * ``"gradient"`` with a region: ``E[D_in - D_out]`` where ``D_in`` / ``D_out`` are the first-order
+      estimates of the rise of the mean cross-entropy inside / outside the region when the channel is
+      zeroed (w.r.t. ``labels``, or the model's clean predictions when none are given).
+    * ``"gradient"`` overall (``region=None``): with ``D_g`` the estimated rise of the mean
+      cross-entropy in cell ``g`` of a ``grid x grid`` lattice, the score is the standard deviation
+      over cells of ``E[D_g]``. Averaging over images *before* comparing cells cancels effects that
+      follow the content (a "car" channel hurts wherever cars happen to be) and keeps effects tied to a
+      fixed place in the image - position. A channel that hurts every cell alike scores 0.
+
+    Args:
+        model: Segmentation model (any :class:`~regionattack.NormalizedModel` wrapper is seen
+            through); left exactly as it was.
+        data: (N, 3, H, W) images in [0, 1], or an iterable / DataLoader yielding images or
+            ``(images, labels)``.
+        method: ``"gradient"`` (default) or ``"flip"``.
+        region: Region name or mask; None ranks overall position channels. ``"flip"`` supports only
+            None, ``"left"``, ``"right"``, ``"top"`` and ``"bottom"``.
+        layer: Latent layer name (default: the architecture's, see :mod:`regionattack.latent`).
+        labels: (N, H, W) labels for tensor ``data`` (gradient method; 255 = ignore).
+        max_images: Use at most this many images.
+        grid: Cells per side for the overall gradient ranking.
+        batch_size: Batch size when ``data`` is a tensor.
+
+    Returns:
+        The :class:`ChannelRanking`.
+
+    Raises:
+        ValueError: For an unknown method, a region the method cannot rank, bad images/labels/masks,
+            or no images.
+
+    Example:
+        >>> import segmentation_models_pytorch as smp
+        >>> net = smp.FPN("resnet18", encoder_weights=None, classes=2)
+        >>> ranking = rank_channels(net, torch.rand(2, 3, 64, 64), method="flip")
+        >>> ranking.method, ranking.region, ranking.num_channels, ranking.num_images
+        ('flip', 'overall', 512, 2)
+    """
+    check_choice(method, "method", METHODS)
+    check_positive_int(grid, "grid")
+    check_positive_int(batch_size, "batch_size")
+    if method == "flip" and not (region is None or (isinstance(region, str) and region in FLIP_REGIONS)):
+        raise ValueError(
+            f"method='flip' ranks only overall, 'left', 'right', 'top' and 'bottom'; got region "
+            f"{describe(region)!r} (use method='gradient' for other regions)"
+        )
+    layer_name, _ = find_layer(model, layer)
+    total: torch.Tensor | None = None
+    seen = 0
+    for images, batch_labels in iterate_batches(data, labels, max_images, batch_size):
+        images = images.to(_model_device(model, images.device))
+        if method == "flip":
+            diffs = flip_differences(model, images, layer=layer, vertical=region in ("top", "bottom"))
+            sign = -1.0 if region in ("right", "bottom") else 1.0
+            batch_sum = diffs.abs().sum(0) if region is None else sign * diffs.sum(0)
+        else:
+            targets = None if batch_labels is None else batch_labels.to(images.device)
+            size = tuple(images.shape[-2:])
+            if region is None:
+                masks = grid_cells(size, min(grid, size[0]), min(grid, size[1]))[:, None]
+            else:
+                inside = as_mask(region, size)
+                if inside.shape[0] > 1:
+                    inside = inside[seen : seen + images.shape[0]]
+                masks = torch.stack([inside, ~inside])
+            masks = masks.to(images.device)
+            valid = torch.ones_like(masks[0]) if targets is None else (targets != IGNORE_INDEX)
+            effects = gradient_effects(
+                model, images, mean_weights(masks, valid), targets=targets, layer=layer
+            )
+            batch_sum = effects.sum(0) if region is None else (effects[:, 0] - effects[:, 1]).sum(0)
+        total = batch_sum if total is None else total + batch_sum
+        seen += images.shape[0]
+    if total is None:
+        raise ValueError("data yielded no images")
+    mean = total / seen
+    scores = mean.std(dim=0, unbiased=False) if method == "gradient" and region is None else mean
+    if not bool(torch.isfinite(scores).all()):
+        raise ValueError("channel scores are not finite; check the model's outputs")
+    return ChannelRanking.from_scores(scores, method, describe(region), layer_name, seen)
+
+
+def default_k(num_channels: int, fraction: float = 0.05) -> int:
+    """Default number of channels to attack or ablate: 5% of the channels, at least 1.
+
+    The paper zeroes 100 of ResNet-50's 2048 channels, about 5%.
+
+    Example:
+        >>> default_k(512)
+        26
+    """
+    return max(1, math.ceil(fraction * num_channels))

@@ -1,0 +1,234 @@
+"""Region masks: named halves, grid cells, boxes and user masks.
+
+A region is a bool mask over the image grid; ``True`` marks pixels inside the region. Everything in
+regionattack that takes ``region=`` accepts a mask (torch, numpy or PIL; (H, W), (N, H, W) or
+(N, 1, H, W); bool or {0, 1}) or one of the names in :data:`NAMES`, and turns it into a mask with
+:func:`as_mask`.
+"""
+
+from __future__ import annotations
+
+from typing import Union
+
+import numpy as np
+import torch
+
+from regionattack._checks import check_positive_int
+
+NAMES = ("left", "right", "top", "bottom", "center")
+
+RegionLike = Union[str, torch.Tensor, np.ndarray, "PIL.Image.Image"]  # noqa: F821
+
+
+def _check_size(size: tuple[int, int]) -> tuple[int, int]:
+    if not isinstance(size, (tuple, list, torch.Size)) or len(size) != 2:
+        raise ValueError(f"size must be (height, width); got {size!r}")
+    return check_positive_int(int(size[0]), "height"), check_positive_int(int(size[1]), "width")
+
+
+def box(size: tuple[int, int], top: int, left: int, bottom: int, right: int) -> torch.Tensor:
+    """Return a mask that selects the pixels ``[top:bottom, left:right]``.
+
+    Args:
+        size: Grid size (height, width).
+        top: First row inside the box.
+        left: First column inside the box.
+        bottom: First row below the box (exclusive).
+        right: First column right of the box (exclusive).
+
+    Returns:
+        Bool tensor of shape ``size``.
+
+    Raises:
+        ValueError: If the box is empty or leaves the grid.
+
+    Example:
+        >>> box((3, 4), 0, 1, 2, 3).int().tolist()
+        [[0, 1, 1, 0], [0, 1, 1, 0], [0, 0, 0, 0]]
+    """
+    height, width = _check_size(size)
+    if not (0 <= top < bottom <= height and 0 <= left < right <= width):
+        raise ValueError(
+            f"box must satisfy 0 <= top < bottom <= {height} and 0 <= left < right <= {width}; "
+            f"got top={top}, left={left}, bottom={bottom}, right={right}"
+        )
+    mask = torch.zeros(height, width, dtype=torch.bool)
+    mask[top:bottom, left:right] = True
+    return mask
+
+
+def named(name: str, size: tuple[int, int]) -> torch.Tensor:
+    """Return the mask of a named region.
+
+    ``"left"``/``"right"`` are the halves split at ``width // 2``, ``"top"``/``"bottom"`` at
+    ``height // 2`` (the right and bottom halves take the odd pixel), and ``"center"`` is the middle
+    box covering half the height and half the width (the paper's central measurement region).
+
+    Args:
+        name: One of ``"left"``, ``"right"``, ``"top"``, ``"bottom"``, ``"center"``.
+        size: Grid size (height, width); each side at least 2.
+
+    Returns:
+        Bool tensor of shape ``size``.
+
+    Raises:
+        ValueError: If ``name`` is unknown or the grid is too small to split.
+
+    Example:
+        >>> named("left", (2, 4)).int().tolist()
+        [[1, 1, 0, 0], [1, 1, 0, 0]]
+    """
+    height, width = _check_size(size)
+    if name not in NAMES:
+        raise ValueError(f"region name must be one of {list(NAMES)}; got {name!r}")
+    if height < 2 or width < 2:
+        raise ValueError(f"named regions need a grid of at least 2x2; got {height}x{width}")
+    if name == "left":
+        return box(size, 0, 0, height, width // 2)
+    if name == "right":
+        return box(size, 0, width // 2, height, width)
+    if name == "top":
+        return box(size, 0, 0, height // 2, width)
+    if name == "bottom":
+        return box(size, height // 2, 0, height, width)
+    top, left = height // 4, width // 4
+    return box(size, top, left, max(top + 1, height - top), max(left + 1, width - left))
+
+
+def grid_cell(size: tuple[int, int], rows: int, cols: int, index: int) -> torch.Tensor:
+    """Return the mask of one cell of a ``rows x cols`` grid, numbered row by row from 0.
+
+    Cell borders are at ``round(i * height / rows)`` and ``round(j * width / cols)``, so the cells
+    tile the image exactly.
+
+    Args:
+        size: Grid size (height, width).
+        rows: Number of cell rows, at most the height.
+        cols: Number of cell columns, at most the width.
+        index: Cell number in ``[0, rows * cols)``.
+
+    Returns:
+        Bool tensor of shape ``size``.
+
+    Raises:
+        ValueError: If the grid does not fit or ``index`` is out of range.
+
+    Example:
+        >>> grid_cell((2, 4), 1, 2, 1).int().tolist()
+        [[0, 0, 1, 1], [0, 0, 1, 1]]
+    """
+    height, width = _check_size(size)
+    rows, cols = check_positive_int(rows, "rows"), check_positive_int(cols, "cols")
+    if rows > height or cols > width:
+        raise ValueError(f"a {rows}x{cols} grid does not fit a {height}x{width} image")
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < rows * cols:
+        raise ValueError(f"index must be an int in [0, {rows * cols}); got {index!r}")
+    row, col = divmod(index, cols)
+    return box(
+        size,
+        round(row * height / rows),
+        round(col * width / cols),
+        round((row + 1) * height / rows),
+        round((col + 1) * width / cols),
+    )
+
+
+def grid_cells(size: tuple[int, int], rows: int, cols: int) -> torch.Tensor:
+    """Return all cells of a ``rows x cols`` grid as a (rows * cols, H, W) bool tensor.
+
+    Example:
+        >>> grid_cells((4, 4), 2, 2).sum(dim=(1, 2)).tolist()
+        [4, 4, 4, 4]
+    """
+    return torch.stack([grid_cell(size, rows, cols, i) for i in range(rows * cols)])
+
+
+def _to_tensor(region: object) -> torch.Tensor:
+    if isinstance(region, torch.Tensor):
+        return region.detach()
+    if isinstance(region, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(region))
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - pillow is a dependency
+        Image = None
+    if Image is not None and isinstance(region, Image.Image):
+        return torch.from_numpy(np.array(region.convert("L")) > 0)
+    raise TypeError(
+        "region must be a name, a torch.Tensor, a numpy array or a PIL image; "
+        f"got {type(region).__name__}"
+    )
+
+
+def as_mask(
+    region: RegionLike,
+    size: tuple[int, int],
+    batch: int | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Turn a region name or user mask into a validated bool mask.
+
+    Args:
+        region: A name from :data:`NAMES` or a mask of shape (H, W), (N, H, W) or (N, 1, H, W),
+            bool or holding only 0 and 1.
+        size: The image size (height, width) the mask must match.
+        batch: Batch size; a per-sample mask must have this many masks. ``None`` accepts any.
+        device: Device of the returned mask (default: the mask's own, CPU for names).
+
+    Returns:
+        Bool tensor of shape (1, H, W) for a shared mask or (N, H, W) for per-sample masks.
+
+    Raises:
+        ValueError: If the mask is empty (for any sample), not binary, contains NaN, or its shape
+            does not match ``size`` / ``batch``.
+        TypeError: If ``region`` is of an unsupported type.
+
+    Example:
+        >>> as_mask("right", (2, 2)).int().tolist()
+        [[[0, 1], [0, 1]]]
+        >>> as_mask(torch.tensor([[1, 0], [0, 0]]), (2, 2)).shape
+        torch.Size([1, 2, 2])
+    """
+    height, width = _check_size(size)
+    if isinstance(region, str):
+        mask = named(region, (height, width))[None]
+    else:
+        mask = _to_tensor(region)
+        if mask.ndim == 4 and mask.shape[1] == 1:
+            mask = mask[:, 0]
+        if mask.ndim == 2:
+            mask = mask[None]
+        if mask.ndim != 3 or tuple(mask.shape[-2:]) != (height, width):
+            raise ValueError(
+                f"region mask must be (H, W), (N, H, W) or (N, 1, H, W) with (H, W) = "
+                f"{(height, width)}; got shape {tuple(_to_tensor(region).shape)}"
+            )
+        if mask.dtype != torch.bool:
+            if mask.is_floating_point() and bool(torch.isnan(mask).any()):
+                raise ValueError("region mask contains NaN")
+            if not bool(((mask == 0) | (mask == 1)).all()):
+                raise ValueError("region mask must be bool or hold only 0 and 1")
+            mask = mask != 0
+    if batch is not None and mask.shape[0] not in (1, batch):
+        raise ValueError(f"region mask has {mask.shape[0]} masks but the batch has {batch} images")
+    empty = ~mask.flatten(1).any(dim=1)
+    if bool(empty.any()):
+        raise ValueError(
+            f"region mask is empty (no pixel selected) for sample(s) {empty.nonzero()[:, 0].tolist()}"
+        )
+    return mask.to(device) if device is not None else mask
+
+
+def describe(region: RegionLike | None) -> str:
+    """Return a short text describing a region, for rankings and reports.
+
+    Example:
+        >>> describe("left"), describe(None), describe(torch.ones(2, 3, dtype=torch.bool))
+        ('left', 'overall', 'mask(6 of 6 px)')
+    """
+    if region is None:
+        return "overall"
+    if isinstance(region, str):
+        return region
+    mask = _to_tensor(region)
+    return f"mask({int((mask != 0).sum())} of {mask.numel()} px)"
