@@ -17,7 +17,9 @@ MODES = ("zero", "mean", "noise")
 ChannelsLike = Sequence[int] | torch.Tensor | ChannelRanking
 
 
-def channel_mask(channels: ChannelsLike, num_channels: int, batch: int | None = None) -> torch.Tensor:
+def channel_mask(
+    channels: ChannelsLike, num_channels: int, batch: int | None = None
+) -> torch.Tensor:
     """Return a bool (N or 1, K) mask of the selected channels.
 
     Args:
@@ -36,6 +38,8 @@ def channel_mask(channels: ChannelsLike, num_channels: int, batch: int | None = 
     """
     _reject_ranking(channels)
     ids = torch.as_tensor(channels)
+    if ids.numel() == 0:
+        raise ValueError("channels must be a non-empty selection of channel ids")
     if ids.dtype == torch.bool:
         mask = ids if ids.ndim == 2 else ids[None]
         if mask.ndim != 2 or mask.shape[1] != num_channels:
@@ -46,21 +50,20 @@ def channel_mask(channels: ChannelsLike, num_channels: int, batch: int | None = 
     else:
         if ids.is_floating_point() or ids.is_complex():
             raise TypeError(f"channel ids must be integers; got dtype {ids.dtype}")
-        if ids.ndim not in (1, 2) or ids.numel() == 0:
-            raise ValueError(
-                f"channels must be a non-empty (k,) or (N, k) set of ids; got shape {tuple(ids.shape)}"
-            )
+        if ids.ndim not in (1, 2):
+            raise ValueError(f"channel ids must be (k,) or (N, k); got shape {tuple(ids.shape)}")
         if int(ids.min()) < 0 or int(ids.max()) >= num_channels:
             raise ValueError(
                 f"channel ids must lie in [0, {num_channels}); got range "
                 f"[{int(ids.min())}, {int(ids.max())}]"
             )
-        ids = ids.long().reshape(-1 if ids.ndim == 1 else ids.shape[0], ids.shape[-1])
-        ids = ids if ids.ndim == 2 else ids[None]
+        ids = ids.long() if ids.ndim == 2 else ids.long()[None]
         mask = torch.zeros(ids.shape[0], num_channels, dtype=torch.bool, device=ids.device)
         mask.scatter_(1, ids, True)
     if batch is not None and mask.shape[0] not in (1, batch):
-        raise ValueError(f"channels are given for {mask.shape[0]} samples but the batch has {batch}")
+        raise ValueError(
+            f"channels are given for {mask.shape[0]} samples but the batch has {batch}"
+        )
     return mask
 
 
@@ -141,7 +144,12 @@ class ChannelAblation(nn.Module):
     def forward(self, images: torch.Tensor):
         """Run the wrapped model with the channels ablated."""
         with ablate_channels(
-            self.model, self.channels, layer=self.layer, mode=self.mode, std=self.std, seed=self.seed
+            self.model,
+            self.channels,
+            layer=self.layer,
+            mode=self.mode,
+            std=self.std,
+            seed=self.seed,
         ):
             return self.model(images)
 

@@ -5,9 +5,10 @@ feature map that feeds the decoder:
 
 * segmentation_models_pytorch models: the last feature of ``encoder`` (e.g. 512 channels for a
   ResNet-18 encoder);
-* torchvision segmentation models (``deeplabv3_*``, ``fcn_*``, ``lraspp_*``): ``backbone["out"]``;
+* torchvision segmentation models (``deeplabv3_*``, ``fcn_*``, ``lraspp_*``): ``backbone["out"]``
+  (``backbone["high"]`` for LR-ASPP);
 * any other model: pass ``layer="dotted.module.name"``. The layer's output may be a tensor, a
-  list/tuple (the last element is the latent) or a dict (its ``"out"`` entry).
+  list/tuple (the last element is the latent) or a dict (its ``"out"`` entry, else ``"high"``).
 
 Layer names are relative to the model inside :class:`~regionattack.NormalizedModel` wrappers.
 """
@@ -22,6 +23,8 @@ import torch
 from torch import nn
 
 from regionattack.normalization import unwrap
+
+_LATENT_KEYS = ("out", "high")  # torchvision backbones: IntermediateLayerGetter / LR-ASPP
 
 
 def default_layer(model: nn.Module) -> str:
@@ -72,6 +75,10 @@ def find_layer(model: nn.Module, layer: str | None = None) -> tuple[str, nn.Modu
     return name, modules[name]
 
 
+def _dict_key(output: dict) -> str | None:
+    return next((key for key in _LATENT_KEYS if key in output), None)
+
+
 def select_latent(output: object) -> torch.Tensor:
     """Return the latent tensor inside a layer's output (tensor, list/tuple or dict).
 
@@ -83,11 +90,12 @@ def select_latent(output: object) -> torch.Tensor:
         latent = output
     elif isinstance(output, (list, tuple)) and output:
         latent = output[-1]
-    elif isinstance(output, dict) and "out" in output:
-        latent = output["out"]
+    elif isinstance(output, dict) and _dict_key(output) is not None:
+        latent = output[_dict_key(output)]
     else:
         raise TypeError(
-            "the latent layer must return a tensor, a non-empty list/tuple or a dict with 'out'; "
+            "the latent layer must return a tensor, a non-empty list/tuple or a dict with 'out' "
+            "(or 'high', as LR-ASPP's backbone); "
             f"got {type(output).__name__}"
         )
     if not isinstance(latent, torch.Tensor) or latent.ndim != 4:
@@ -106,7 +114,7 @@ def _with_latent(output: object, latent: torch.Tensor) -> object:
     if isinstance(output, tuple):
         return (*output[:-1], latent)
     replaced = copy.copy(output)  # keeps the dict type (e.g. torchvision's OrderedDict)
-    replaced["out"] = latent  # type: ignore[index]
+    replaced[_dict_key(output)] = latent  # type: ignore[index]
     return replaced
 
 

@@ -115,7 +115,7 @@ class RegionConfusion:
         self.outside.update(preds, targets, ~mask)
 
     def result(self) -> RegionMIoU:
-        """mIoU on all pixels, inside and outside."""
+        """MIoU on all pixels, inside and outside."""
         return RegionMIoU(self.all.miou(), self.inside.miou(), self.outside.miou())
 
 
@@ -176,9 +176,7 @@ def changed_fraction(
     return float(((clean_preds != adv_preds) & keep).sum()) / total if total else float("nan")
 
 
-def region_specificity(
-    clean: RegionMIoU, attacked: RegionMIoU, floor: float = 1e-3
-) -> float:
+def region_specificity(clean: RegionMIoU, attacked: RegionMIoU, floor: float = 1e-3) -> float:
     """Drop of mIoU inside the region divided by the drop outside it.
 
     The outside drop is floored at ``floor`` (so an attack that leaves the outside untouched scores

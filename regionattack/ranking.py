@@ -215,7 +215,9 @@ def pixel_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         [[[0.6931471824645996, 0.0]]]
     """
     if logits.shape[-2:] != targets.shape[-2:]:
-        logits = F.interpolate(logits, size=targets.shape[-2:], mode="bilinear", align_corners=False)
+        logits = F.interpolate(
+            logits, size=targets.shape[-2:], mode="bilinear", align_corners=False
+        )
     return F.cross_entropy(logits.float(), targets, ignore_index=IGNORE_INDEX, reduction="none")
 
 
@@ -272,7 +274,9 @@ def gradient_effects(
         latent = store["latent"]
         if targets is None:
             targets = logits.detach().argmax(dim=1)
-        losses = torch.einsum("nhw,mnhw->m", pixel_loss(logits, targets), weights.expand(-1, *targets.shape))
+        losses = torch.einsum(
+            "nhw,mnhw->m", pixel_loss(logits, targets), weights.expand(-1, *targets.shape)
+        )
         grads = torch.stack(
             [
                 torch.autograd.grad(losses[m], latent, retain_graph=m + 1 < len(losses))[0]
@@ -342,7 +346,9 @@ def rank_channels(
     check_choice(method, "method", METHODS)
     check_positive_int(grid, "grid")
     check_positive_int(batch_size, "batch_size")
-    if method == "flip" and not (region is None or (isinstance(region, str) and region in FLIP_REGIONS)):
+    if method == "flip" and not (
+        region is None or (isinstance(region, str) and region in FLIP_REGIONS)
+    ):
         raise ValueError(
             f"method='flip' ranks only overall, 'left', 'right', 'top' and 'bottom'; got region "
             f"{describe(region)!r} (use method='gradient' for other regions)"
@@ -353,7 +359,9 @@ def rank_channels(
     for images, batch_labels in iterate_batches(data, labels, max_images, batch_size):
         images = images.to(_model_device(model, images.device))
         if method == "flip":
-            diffs = flip_differences(model, images, layer=layer, vertical=region in ("top", "bottom"))
+            diffs = flip_differences(
+                model, images, layer=layer, vertical=region in ("top", "bottom")
+            )
             sign = -1.0 if region in ("right", "bottom") else 1.0
             batch_sum = diffs.abs().sum(0) if region is None else sign * diffs.sum(0)
         else:

@@ -62,7 +62,8 @@ def named(name: str, size: tuple[int, int]) -> torch.Tensor:
 
     ``"left"``/``"right"`` are the halves split at ``width // 2``, ``"top"``/``"bottom"`` at
     ``height // 2`` (the right and bottom halves take the odd pixel), and ``"center"`` is the middle
-    box covering half the height and half the width (the paper's central measurement region).
+    box from a quarter to three quarters of the height and of the width (rounded; the paper's
+    central measurement region).
 
     Args:
         name: One of ``"left"``, ``"right"``, ``"top"``, ``"bottom"``, ``"center"``.
@@ -91,8 +92,10 @@ def named(name: str, size: tuple[int, int]) -> torch.Tensor:
         return box(size, 0, 0, height // 2, width)
     if name == "bottom":
         return box(size, height // 2, 0, height, width)
-    top, left = height // 4, width // 4
-    return box(size, top, left, max(top + 1, height - top), max(left + 1, width - left))
+    top, left = round(height / 4), round(width / 4)
+    return box(
+        size, top, left, max(top + 1, round(3 * height / 4)), max(left + 1, round(3 * width / 4))
+    )
 
 
 def grid_cell(size: tuple[int, int], rows: int, cols: int, index: int) -> torch.Tensor:

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import torch
 import torchattacks
-from torchattacks.attack import Attack
 from torch import nn
+from torchattacks.attack import Attack
 
 from regionattack._checks import (
     IGNORE_INDEX,
@@ -157,7 +157,9 @@ class SegmentationAttack(Attack):
             return clean if labels is None else labels
         if self.attack_mode == "targeted(label)":
             if labels is None:
-                raise ValueError("set_mode_targeted_by_label needs a (N, H, W) target map as labels")
+                raise ValueError(
+                    "set_mode_targeted_by_label needs a (N, H, W) target map as labels"
+                )
             return labels
         targets = self._target_map_function(images, labels if labels is not None else clean)
         return check_labels(targets, images, "target map")
@@ -168,9 +170,12 @@ class SegmentationAttack(Attack):
         logits = self.logits(inputs)
         labels = logits.argmax(dim=1) if labels is None else labels
         num_classes = logits.shape[1]
-        generator = None if self.seed is None else torch.Generator(logits.device).manual_seed(self.seed)
-        shift = torch.randint(1, max(num_classes, 2), labels.shape, device=labels.device,
-                              generator=generator)
+        generator = (
+            None if self.seed is None else torch.Generator(logits.device).manual_seed(self.seed)
+        )
+        shift = torch.randint(
+            1, max(num_classes, 2), labels.shape, device=labels.device, generator=generator
+        )
         targets = (labels.clamp(max=num_classes - 1) + shift) % num_classes
         return torch.where(labels == IGNORE_INDEX, labels, targets)
 
@@ -249,17 +254,24 @@ class SegmentationAttack(Attack):
             if confusion is None:
                 confusion = RegionConfusion(logits.shape[1])
             size = tuple(labels.shape[-2:])
-            mask = torch.ones(1, *size, dtype=torch.bool) if region is None else as_mask(
-                region, size, labels.shape[0]
+            mask = (
+                torch.ones(1, *size, dtype=torch.bool)
+                if region is None
+                else as_mask(region, size, labels.shape[0])
             )
             confusion.update(preds, labels.cpu().long(), mask)
             raw_adv, raw_inputs = self._unit_range(adv).cpu(), self._unit_range(inputs).cpu()
             l2_norms.append((raw_adv - raw_inputs).flatten(1).norm(dim=1))
-            for key, value in zip(_SAVE_KEYS, (raw_adv, labels.cpu(), preds, raw_inputs)):
+            for key, value in zip(
+                _SAVE_KEYS, (raw_adv, labels.cpu(), preds, raw_inputs), strict=True
+            ):
                 saved[key].append(value)
             if verbose:
-                logger.info("save: batch %d, pixel accuracy %.2f%%", step + 1,
-                            100 * confusion.all.pixel_accuracy())
+                logger.info(
+                    "save: batch %d, pixel accuracy %.2f%%",
+                    step + 1,
+                    100 * confusion.all.pixel_accuracy(),
+                )
         if confusion is None:
             raise ValueError("data_loader yielded no batches")
         seconds = time.perf_counter() - start
@@ -269,7 +281,12 @@ class SegmentationAttack(Attack):
             result = confusion.result()
             logger.info(
                 "save: pixel accuracy %.2f%%, mIoU all %.4f inside %.4f outside %.4f, L2 %.4f, %.1fs",
-                accuracy, result.all, result.inside, result.outside, l2, seconds,
+                accuracy,
+                result.all,
+                result.inside,
+                result.outside,
+                l2,
+                seconds,
             )
         if save_path is not None:
             _write_adversarials(saved, save_path, save_predictions, save_clean_inputs, save_type)
@@ -292,7 +309,11 @@ def _write_adversarials(
     """Write torchattacks' save format atomically (a temporary file is renamed)."""
     if save_type not in ("float", "int"):
         raise ValueError(f"save_type must be 'float' or 'int'; got {save_type!r}")
-    keys = ["adv_inputs", "labels"] + ["preds"] * save_predictions + ["clean_inputs"] * save_clean_inputs
+    keys = (
+        ["adv_inputs", "labels"]
+        + ["preds"] * save_predictions
+        + ["clean_inputs"] * save_clean_inputs
+    )
     record: dict[str, object] = {key: torch.cat(saved[key]) for key in keys}
     if save_type == "int":
         for key in ("adv_inputs", "clean_inputs"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from regionattack._checks import check_choice, check_k
+from regionattack._checks import check_choice
 from regionattack.ablation import ChannelsLike, channel_mask
 from regionattack.attacks.base import SegmentationAttack
 from regionattack.attacks.objectives import channel_distance
@@ -58,8 +58,13 @@ class PositionChannelAttack(SegmentationAttack):
         seed: int | None = None,
     ):
         super().__init__(
-            "PositionChannelAttack", model, eps=eps, alpha=alpha, steps=steps,
-            random_start=random_start, seed=seed,
+            "PositionChannelAttack",
+            model,
+            eps=eps,
+            alpha=alpha,
+            steps=steps,
+            random_start=random_start,
+            seed=seed,
         )
         self.supported_mode = ["default"]
         self.mode = check_choice(mode, "mode", MODES)
@@ -80,8 +85,12 @@ class PositionChannelAttack(SegmentationAttack):
             clean = latent_of(network, images, self.layer)
         selected = channel_mask(self.channels, clean.shape[1], images.shape[0])
         target = torch.zeros_like(clean) if self.mode == "suppress" else clean.flip(-1)
-        scale = channel_distance(clean, torch.zeros_like(clean), selected,
-                                 torch.ones(images.shape[0], device=images.device)).clamp_min(1e-12)
+        scale = channel_distance(
+            clean,
+            torch.zeros_like(clean),
+            selected,
+            torch.ones(images.shape[0], device=images.device),
+        ).clamp_min(1e-12)
 
         def objective(adv: torch.Tensor, step: int) -> torch.Tensor:
             del step

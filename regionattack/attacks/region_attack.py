@@ -80,14 +80,21 @@ class RegionAttack(SegmentationAttack):
         seed: int | None = None,
     ):
         super().__init__(
-            "RegionAttack", model, eps=eps, alpha=alpha, steps=steps, random_start=random_start,
+            "RegionAttack",
+            model,
+            eps=eps,
+            alpha=alpha,
+            steps=steps,
+            random_start=random_start,
             seed=seed,
         )
         if isinstance(region, str):
             as_mask(region, (2, 2))  # validates the name now rather than on the first call
         self.region = region
         self.objective_name = check_choice(objective, "objective", OBJECTIVES)
-        self.layer = None if objective == "segmentation" and layer is None else find_layer(model, layer)[0]
+        self.layer = (
+            None if objective == "segmentation" and layer is None else find_layer(model, layer)[0]
+        )
         if k is not None and isinstance(channels, ChannelRanking):
             check_k(k, channels.num_channels)
         self.channels = channels
@@ -134,20 +141,26 @@ class RegionAttack(SegmentationAttack):
         if self.perturb_region is not None:
             allowed = as_mask(self.perturb_region, size, n, images.device)
         targets = self.attack_targets(images, labels, clean)
-        valid = torch.ones_like(clean, dtype=torch.bool) if labels is None else labels != IGNORE_INDEX
+        valid = (
+            torch.ones_like(clean, dtype=torch.bool) if labels is None else labels != IGNORE_INDEX
+        )
         inside_w, outside_w = mean_weights(torch.stack([inside, ~inside]), valid)
         network = self.network()
         sign = -1.0 if self.targeted else 1.0
         use_segmentation = self.objective_name in ("segmentation", "both")
         use_channels = self.objective_name in ("channels", "both")
         if use_channels:
-            selected = self.select_channels(images, clean if self.targeted else targets, inside, valid)
+            selected = self.select_channels(
+                images, clean if self.targeted else targets, inside, valid
+            )
             store: dict[str, torch.Tensor] = {}
             with torch.no_grad(), edit_latent(network, lambda z: store.update(z=z), self.layer):
                 network(images)
             clean_latent = store["z"].detach()
             ablated = ablate(clean_latent, selected)
-            energy = channel_distance(clean_latent, ablated, selected, torch.ones(n, device=images.device))
+            energy = channel_distance(
+                clean_latent, ablated, selected, torch.ones(n, device=images.device)
+            )
             scale = energy.clamp_min(1e-12)
 
         def objective(adv: torch.Tensor, step: int) -> torch.Tensor:
@@ -160,7 +173,9 @@ class RegionAttack(SegmentationAttack):
                     logits = model_logits(network(adv))
                 loss = sign * weighted_cross_entropy(logits, targets, inside_w)
                 if self.outside_weight:
-                    loss = loss - self.outside_weight * weighted_cross_entropy(logits, clean, outside_w)
+                    loss = loss - self.outside_weight * weighted_cross_entropy(
+                        logits, clean, outside_w
+                    )
             if use_channels:
                 z = latent["z"] if use_segmentation else latent_of(network, adv, self.layer)
                 loss = loss - channel_distance(z, ablated, torch.ones_like(selected), scale)

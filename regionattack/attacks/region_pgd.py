@@ -35,7 +35,15 @@ class RegionPGD(RegionAttack):
         seed: int | None = None,
     ):
         super().__init__(
-            model, region, eps=eps, alpha=alpha, steps=steps, random_start=random_start,
-            objective="segmentation", perturb_region=perturb_region, outside_weight=0.0, seed=seed,
+            model,
+            region,
+            eps=eps,
+            alpha=alpha,
+            steps=steps,
+            random_start=random_start,
+            objective="segmentation",
+            perturb_region=perturb_region,
+            outside_weight=0.0,
+            seed=seed,
         )
         self.attack = "RegionPGD"

@@ -1,0 +1,113 @@
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from regionattack import ChannelRanking, rank_channels
+from regionattack.models import PlantedPositionSegmenter
+from regionattack.ranking import flip_differences
+
+from conftest import assert_untouched, snapshot
+
+
+@pytest.fixture
+def planted():
+    return PlantedPositionSegmenter(latent_channels=8).eval()
+
+
+@pytest.mark.parametrize("method", ["flip", "gradient"])
+def test_planted_position_channel_ranks_first(planted, generator, method):
+    # Asymmetric content: flipping changes where the bright pixels are.
+    images = torch.rand(8, 3, 16, 24, generator=generator)
+    images[:, :, :, :8] *= 0.3
+    ranking = rank_channels(planted, images, method=method)
+    assert ranking.indices[0].item() == 0
+    assert ranking.scores[0] > 3 * ranking.scores[1:].max()
+    assert ranking.num_images == 8 and ranking.region == "overall" and ranking.layer == "encoder"
+
+
+def test_flip_signed_regions(planted, generator):
+    images = torch.rand(6, 3, 16, 24, generator=generator)
+    images[:, :, :, 12:] *= 0.2  # bright on the left
+    left = rank_channels(planted, images, method="flip", region="left")
+    right = rank_channels(planted, images, method="flip", region="right")
+    assert torch.allclose(left.scores, -right.scores)
+    diffs = flip_differences(planted, images)
+    assert torch.allclose(left.scores, diffs.mean(0), atol=1e-6)
+    # The planted channel weights columns by a left-to-right ramp: bright-left content gives a
+    # smaller pooled value than its mirror, so channel 0 is the most "right" channel.
+    assert right.indices[0].item() == 0
+
+
+def test_gradient_region_ranking_prefers_the_side_the_channel_drives(planted, generator):
+    images = torch.rand(6, 3, 16, 24, generator=generator)
+    right = rank_channels(planted, images, region="right")
+    assert right.indices[0].item() == 0
+
+
+def test_batching_and_loaders_agree(tiny_segmenter, generator):
+    images = torch.rand(10, 3, 16, 16, generator=generator)
+    labels = torch.randint(0, 3, (10, 16, 16), generator=generator)
+    labels[:, 0] = 255
+    one = rank_channels(tiny_segmenter, images, labels=labels, region="top", batch_size=10)
+    many = rank_channels(tiny_segmenter, images, labels=labels, region="top", batch_size=3)
+    loader = DataLoader(TensorDataset(images, labels), batch_size=4)
+    from_loader = rank_channels(tiny_segmenter, loader, region="top")
+    assert torch.allclose(one.scores, many.scores, atol=1e-6)
+    assert torch.allclose(one.scores, from_loader.scores, atol=1e-6)
+    limited = rank_channels(tiny_segmenter, loader, region="top", max_images=5)
+    assert limited.num_images == 5
+    assert torch.allclose(
+        limited.scores,
+        rank_channels(tiny_segmenter, images[:5], labels=labels[:5], region="top").scores,
+        atol=1e-6,
+    )
+
+
+def test_rank_channels_leaves_model_untouched(tiny_segmenter, images):
+    tiny_segmenter.train()
+    before = snapshot(tiny_segmenter)
+    for method in ("flip", "gradient"):
+        rank_channels(tiny_segmenter, images, method=method)
+    rank_channels(tiny_segmenter, images, region="left")
+    assert_untouched(tiny_segmenter, before)
+    with pytest.raises(ValueError):
+        rank_channels(tiny_segmenter, images, labels=torch.zeros(4, 15, 16, dtype=torch.long))
+    assert_untouched(tiny_segmenter, before)
+
+
+def test_rank_channels_errors(tiny_segmenter, images):
+    with pytest.raises(ValueError, match="method must be one of"):
+        rank_channels(tiny_segmenter, images, method="magic")
+    with pytest.raises(ValueError, match="method='flip' ranks only"):
+        rank_channels(tiny_segmenter, images, method="flip", region="center")
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        rank_channels(tiny_segmenter, images * 2)
+    with pytest.raises(ValueError, match="NaN"):
+        rank_channels(tiny_segmenter, images * float("nan"))
+    with pytest.raises(ValueError, match="empty"):
+        rank_channels(tiny_segmenter, images, region=torch.zeros(16, 16))
+    with pytest.raises(ValueError, match="no layer"):
+        rank_channels(tiny_segmenter, images, layer="nope")
+    with pytest.raises(ValueError, match="no images"):
+        rank_channels(tiny_segmenter, [])
+
+
+def test_ranking_save_load_roundtrip(tiny_segmenter, images, tmp_path):
+    ranking = rank_channels(tiny_segmenter, images, region="left")
+    path = tmp_path / "ranking.json"
+    ranking.save(path)
+    loaded = ChannelRanking.load(path)
+    assert torch.equal(loaded.indices, ranking.indices)
+    assert torch.allclose(loaded.scores, ranking.scores)
+    assert (loaded.method, loaded.region, loaded.layer, loaded.num_images) == (
+        "gradient",
+        "left",
+        "encoder",
+        4,
+    )
+    assert loaded.top(3).tolist() == ranking.indices[:3].tolist()
+    with pytest.raises(ValueError, match="at most the channel count"):
+        loaded.top(9)
+    (tmp_path / "bad.json").write_text('{"indices": [0]}')
+    with pytest.raises(ValueError, match="not a saved ChannelRanking"):
+        ChannelRanking.load(tmp_path / "bad.json")
