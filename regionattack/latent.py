@@ -174,14 +174,14 @@ def edit_latent(
         handle.remove()
 
 
-class _LatentReached(Exception):
-    def __init__(self, latent: torch.Tensor):
+class _LayerReached(Exception):
+    def __init__(self, output: object):
         super().__init__()
-        self.latent = latent
+        self.output = output
 
 
-def latent_of(model: nn.Module, images: torch.Tensor, layer: str | None = None) -> torch.Tensor:
-    """Return the latent of ``images``, running the model only up to the latent layer.
+def layer_output(model: nn.Module, images: torch.Tensor, layer: str | None = None) -> object:
+    """Return the latent layer's whole output (tensor, list or dict), running only up to it.
 
     The forward pass stops as soon as the layer has produced its output, so decoders and heads are
     never run. Gradients flow to ``images`` unless called under ``torch.no_grad``.
@@ -189,16 +189,31 @@ def latent_of(model: nn.Module, images: torch.Tensor, layer: str | None = None) 
     Example:
         >>> import segmentation_models_pytorch as smp
         >>> net = smp.FPN("resnet18", encoder_weights=None, classes=2).eval()
+        >>> [f.shape[1] for f in layer_output(net, torch.rand(1, 3, 64, 64))]
+        [3, 64, 64, 128, 256, 512]
+    """
+    _, module = find_layer(model, layer)
+
+    def stop(_module: nn.Module, _inputs: object, output: object) -> None:
+        raise _LayerReached(output)
+
+    handle = module.register_forward_hook(stop)
+    try:
+        model(images)
+    except _LayerReached as reached:
+        return reached.output
+    finally:
+        handle.remove()
+    raise RuntimeError("the latent layer was not run during the forward pass")
+
+
+def latent_of(model: nn.Module, images: torch.Tensor, layer: str | None = None) -> torch.Tensor:
+    """Return the latent of ``images``, running the model only up to the latent layer.
+
+    Example:
+        >>> import segmentation_models_pytorch as smp
+        >>> net = smp.FPN("resnet18", encoder_weights=None, classes=2).eval()
         >>> latent_of(net, torch.rand(1, 3, 64, 64)).shape
         torch.Size([1, 512, 2, 2])
     """
-
-    def stop(latent: torch.Tensor) -> None:
-        raise _LatentReached(latent)
-
-    with edit_latent(model, stop, layer):
-        try:
-            model(images)
-        except _LatentReached as reached:
-            return reached.latent
-    raise RuntimeError("the latent layer was not run during the forward pass")
+    return select_latent(layer_output(model, images, layer))

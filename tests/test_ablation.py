@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from regionattack import ChannelAblation, ablate_channels, rank_channels
-from regionattack.ablation import ablate, channel_mask
+from regionattack.ablation import ablate, ablated_predictions, channel_mask
 
 from conftest import assert_untouched, snapshot
 
@@ -74,3 +74,37 @@ def test_channel_mask_errors():
     assert channel_mask(torch.tensor([True, False, True, False]), 4).tolist() == [
         [True, False, True, False]
     ]
+
+
+@pytest.mark.parametrize("mode", ["zero", "mean"])
+def test_ablated_predictions_match_the_hooked_forward(tiny_segmenter, images, mode):
+    tiny_segmenter.train()
+    before = snapshot(tiny_segmenter)
+    selections = [[0], [1, 2, 3], torch.tensor([[0], [1], [2], [3]])]
+    fast = ablated_predictions(tiny_segmenter, images, selections, mode=mode)
+    assert_untouched(tiny_segmenter, before)
+    tiny_segmenter.eval()
+    for selection, prediction in zip(selections, fast, strict=True):
+        with ablate_channels(tiny_segmenter, selection, mode=mode), torch.no_grad():
+            assert torch.equal(prediction, tiny_segmenter(images).argmax(1))
+
+
+def test_ablated_predictions_restore_the_layer_after_an_error(tiny_segmenter, images):
+    before = snapshot(tiny_segmenter)
+    with pytest.raises(ValueError, match=r"\[0, 8\)"):
+        ablated_predictions(tiny_segmenter, images, [[0], [99]])
+    calls = []
+
+    def fail_on_second(*_):
+        calls.append(1)
+        if len(calls) == 2:  # the first decoder run is on the replayed latent
+            raise RuntimeError("decoder failed")
+
+    handle = tiny_segmenter.decoder.register_forward_pre_hook(fail_on_second)
+    try:
+        with pytest.raises(RuntimeError, match="decoder failed"):
+            ablated_predictions(tiny_segmenter, images, [[0], [1]])
+    finally:
+        handle.remove()
+    assert "forward" not in tiny_segmenter.encoder.__dict__
+    assert_untouched(tiny_segmenter, before)
