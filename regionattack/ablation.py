@@ -15,7 +15,7 @@ from regionattack.ranking import ChannelRanking
 
 MODES = ("zero", "mean", "noise")
 
-ChannelsLike = Sequence[int] | torch.Tensor | ChannelRanking
+ChannelsLike = Sequence[int] | torch.Tensor
 
 
 def channel_mask(

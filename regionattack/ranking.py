@@ -40,7 +40,7 @@ from regionattack._checks import (
 )
 from regionattack._state import frozen
 from regionattack.latent import edit_latent, find_layer, latent_of, model_logits
-from regionattack.regions import RegionLike, as_mask, describe, grid_cells
+from regionattack.regions import RegionLike, as_mask, describe, grid_cells, num_masks
 
 METHODS = ("gradient", "flip")
 FLIP_REGIONS = (None, "left", "right", "top", "bottom")
@@ -354,6 +354,16 @@ def rank_channels(
             f"{describe(region)!r} (use method='gradient' for other regions)"
         )
     layer_name, _ = find_layer(model, layer)
+    if region is not None and num_masks(region) > 1:
+        count = data.shape[0] if isinstance(data, torch.Tensor) else None
+        if count is not None and max_images is not None:
+            count = min(count, max_images)
+        if count != num_masks(region):
+            raise ValueError(
+                f"per-sample region masks need a tensor of exactly as many images; got "
+                f"{num_masks(region)} masks for "
+                + ("an iterable" if count is None else f"{count} images")
+            )
     total: torch.Tensor | None = None
     seen = 0
     for images, batch_labels in iterate_batches(data, labels, max_images, batch_size):

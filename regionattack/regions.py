@@ -222,6 +222,19 @@ def as_mask(
     return mask.to(device) if device is not None else mask
 
 
+def num_masks(region: RegionLike) -> int:
+    """Number of masks a region holds: N for per-sample (N, H, W) masks, else 1.
+
+    Example:
+        >>> num_masks("left"), num_masks(torch.ones(4, 4)), num_masks(torch.ones(3, 1, 4, 4))
+        (1, 1, 3)
+    """
+    if isinstance(region, str):
+        return 1
+    mask = _to_tensor(region)
+    return int(mask.shape[0]) if mask.ndim >= 3 else 1
+
+
 def describe(region: RegionLike | None) -> str:
     """Return a short text describing a region, for rankings and reports.
 

@@ -242,3 +242,36 @@ def test_save_reports_pixel_metrics_and_loads_in_torchattacks(
         and torch.equal(saved_labels, labels)
         and preds.shape == labels.shape
     )
+
+
+def test_unused_arguments_are_rejected(tiny_segmenter):
+    with pytest.raises(ValueError, match="only by the 'channels' and 'both'"):
+        RegionAttack(tiny_segmenter, "left", k=2)
+    with pytest.raises(ValueError, match="k is only used"):
+        RegionAttack(tiny_segmenter, "left", objective="channels", channels=[0, 1], k=2)
+    with pytest.raises(ValueError, match="k is only used"):
+        PositionChannelAttack(tiny_segmenter, [0, 1], k=2)
+
+
+def test_attacks_work_under_no_grad(tiny_segmenter, images):
+    with torch.no_grad():
+        adv = RegionAttack(tiny_segmenter, "left", steps=2, seed=0)(images)
+    assert (adv != images).any()
+
+
+def test_save_checks_save_type_first(tiny_segmenter, images, tmp_path):
+    loader = DataLoader(TensorDataset(images, torch.zeros(4, 16, 16, dtype=torch.long)), batch_size=2)
+    attack = RegionAttack(tiny_segmenter, "left", steps=1)
+    with pytest.raises(ValueError, match="save_type"):
+        attack.save(loader, tmp_path / "x.pt", save_type="half")
+
+
+def test_save_with_per_sample_masks_and_a_short_last_batch(tiny_segmenter, generator):
+    images = torch.rand(5, 3, 16, 16, generator=generator)
+    labels = torch.randint(0, 3, (5, 16, 16), generator=generator)
+    masks = torch.zeros(5, 16, 16, dtype=torch.bool)
+    masks[:, :, :4] = True
+    loader = DataLoader(TensorDataset(images, labels), batch_size=2)
+    attack = RegionAttack(tiny_segmenter, "left", steps=1, seed=0)
+    accuracy, _, _ = attack.save(loader, verbose=False, return_verbose=True, region=masks)
+    assert 0 <= accuracy <= 100

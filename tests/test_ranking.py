@@ -111,3 +111,21 @@ def test_ranking_save_load_roundtrip(tiny_segmenter, images, tmp_path):
     (tmp_path / "bad.json").write_text('{"indices": [0]}')
     with pytest.raises(ValueError, match="not a saved ChannelRanking"):
         ChannelRanking.load(tmp_path / "bad.json")
+
+
+def test_per_sample_region_masks_must_match_the_images(tiny_segmenter, generator):
+    images = torch.rand(8, 3, 16, 16, generator=generator)
+    masks = torch.zeros(5, 16, 16, dtype=torch.bool)
+    masks[:, :, :4] = True
+    with pytest.raises(ValueError, match="5 masks for 8 images"):
+        rank_channels(tiny_segmenter, images, region=masks, batch_size=4)
+    loader = DataLoader(TensorDataset(images), batch_size=4)
+    with pytest.raises(ValueError, match="an iterable"):
+        rank_channels(tiny_segmenter, loader, region=masks)
+    masks8 = torch.zeros(8, 16, 16, dtype=torch.bool)
+    masks8[:, :, :4] = True
+    masks8[4:, :, :] = ~masks8[4:, :, :]  # images 4..7 use the complement
+    per_sample = rank_channels(tiny_segmenter, images, region=masks8, batch_size=4)
+    first = rank_channels(tiny_segmenter, images[:4], region=masks8[0])
+    second = rank_channels(tiny_segmenter, images[4:], region=masks8[4])
+    assert torch.allclose(per_sample.scores, (first.scores + second.scores) / 2, atol=1e-6)

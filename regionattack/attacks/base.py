@@ -207,11 +207,12 @@ class SegmentationAttack(Attack):
             )
             delta = torch.rand(images.shape, generator=generator, device=images.device)
             delta = project(images, (2 * delta - 1) * self.eps, self.eps, allowed)
-        for step in range(self.steps):
-            adv = (images + delta).requires_grad_(True)
-            loss = objective(adv, step).sum()
-            (grad,) = torch.autograd.grad(loss, adv)
-            delta = project(images, delta + self.alpha * grad.sign(), self.eps, allowed)
+        with torch.enable_grad():  # also when the caller runs under torch.no_grad()
+            for step in range(self.steps):
+                adv = (images + delta).requires_grad_(True)
+                loss = objective(adv, step).sum()
+                (grad,) = torch.autograd.grad(loss, adv)
+                delta = project(images, delta + self.alpha * grad.sign(), self.eps, allowed)
         return (images + delta).detach()
 
     @staticmethod
@@ -241,7 +242,10 @@ class SegmentationAttack(Attack):
         Returns:
             ``(pixel_accuracy_percent, mean_l2, seconds)`` when ``return_verbose``, else None.
         """
+        if save_type not in ("float", "int"):
+            raise ValueError(f"save_type must be 'float' or 'int'; got {save_type!r}")
         region = region if region is not None else getattr(self, "region", None)
+        seen = 0
         saved: dict[str, list[torch.Tensor]] = {key: [] for key in _SAVE_KEYS}
         confusion: RegionConfusion | None = None
         l2_norms: list[torch.Tensor] = []
@@ -254,11 +258,10 @@ class SegmentationAttack(Attack):
             if confusion is None:
                 confusion = RegionConfusion(logits.shape[1])
             size = tuple(labels.shape[-2:])
-            mask = (
-                torch.ones(1, *size, dtype=torch.bool)
-                if region is None
-                else as_mask(region, size, labels.shape[0])
-            )
+            mask = torch.ones(1, *size, dtype=torch.bool) if region is None else as_mask(region, size)
+            if mask.shape[0] > 1:  # per-sample masks follow the loader's order
+                mask = mask[seen : seen + labels.shape[0]]
+            seen += labels.shape[0]
             confusion.update(preds, labels.cpu().long(), mask)
             raw_adv, raw_inputs = self._unit_range(adv).cpu(), self._unit_range(inputs).cpu()
             l2_norms.append((raw_adv - raw_inputs).flatten(1).norm(dim=1))
@@ -307,8 +310,6 @@ def _write_adversarials(
     save_type: str,
 ) -> None:
     """Write torchattacks' save format atomically (a temporary file is renamed)."""
-    if save_type not in ("float", "int"):
-        raise ValueError(f"save_type must be 'float' or 'int'; got {save_type!r}")
     keys = (
         ["adv_inputs", "labels"]
         + ["preds"] * save_predictions

@@ -46,7 +46,7 @@ class PositionChannelAttack(SegmentationAttack):
     def __init__(
         self,
         model: nn.Module,
-        channels: ChannelsLike,
+        channels: ChannelsLike | ChannelRanking,
         *,
         eps: float = 8 / 255,
         alpha: float = 2 / 255,

@@ -72,7 +72,7 @@ class RegionAttack(SegmentationAttack):
         steps: int = 10,
         random_start: bool = True,
         objective: str = "segmentation",
-        channels: ChannelsLike | None = None,
+        channels: ChannelsLike | ChannelRanking | None = None,
         k: int | None = None,
         layer: str | None = None,
         perturb_region: RegionLike | None = None,
@@ -95,8 +95,15 @@ class RegionAttack(SegmentationAttack):
         self.layer = (
             None if objective == "segmentation" and layer is None else find_layer(model, layer)[0]
         )
+        if objective == "segmentation" and (channels is not None or k is not None):
+            raise ValueError(
+                "channels and k are used only by the 'channels' and 'both' objectives; "
+                f"got objective={objective!r}"
+            )
         if k is not None and isinstance(channels, ChannelRanking):
             check_k(k, channels.num_channels)
+        elif k is not None and channels is not None:
+            raise ValueError("k is only used with a ChannelRanking or ranking on the batch")
         self.channels = channels
         self.k = k
         self.perturb_region = perturb_region

@@ -31,12 +31,13 @@ TORCHVISION_MODELS = (
 )
 
 
-def build_model(name: str, num_classes: int) -> nn.Module:
+def build_model(name: str, num_classes: int, **options: object) -> nn.Module:
     """Return a randomly initialised segmentation model.
 
     Args:
         name: ``"smp:<Architecture>:<encoder>"`` or ``"torchvision:<builder>"``.
         num_classes: Number of output classes.
+        **options: Passed to the constructor (e.g. ``encoder_output_stride=16`` for smp DeepLabV3).
 
     Raises:
         ValueError: If the family, architecture or builder is unknown (the message lists the
@@ -62,7 +63,7 @@ def build_model(name: str, num_classes: int) -> nn.Module:
             raise ValueError(
                 f"unknown smp encoder {encoder!r}; see smp.encoders.get_encoder_names()"
             )
-        return getattr(smp, arch)(encoder, encoder_weights=None, classes=num_classes)
+        return getattr(smp, arch)(encoder, encoder_weights=None, classes=num_classes, **options)
     if family == "torchvision":
         from torchvision.models import segmentation
 
@@ -71,6 +72,6 @@ def build_model(name: str, num_classes: int) -> nn.Module:
                 f"torchvision models are one of {list(TORCHVISION_MODELS)}; got {rest!r}"
             )
         return getattr(segmentation, rest)(
-            weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=None
+            weights=None, weights_backbone=None, num_classes=num_classes, **options
         )
     raise ValueError(f"model names start with 'smp:' or 'torchvision:'; got {name!r}")
