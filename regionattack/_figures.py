@@ -15,12 +15,20 @@ from regionattack import regions  # noqa: E402
 
 
 def plot_ablation(summary: list[dict], path: str | Path) -> None:
-    """mIoU vs k for each ranking with a band for random-k; left/right for left-ranked channels."""
+    """MIoU vs k for each ranking with a band for random-k; left/right for left-ranked channels."""
     fig, (overall, halves) = plt.subplots(1, 2, figsize=(11, 4))
     clean = next(r for r in summary if r["k"] == 0)
     for ranking, region, style in (("flip", "overall", "o-"), ("gradient", "overall", "s-")):
-        rows = sorted((r for r in summary if (r["ranking"], r["region"]) == (ranking, region)), key=lambda r: r["k"])
-        overall.plot([0] + [r["k"] for r in rows], [clean["miou"]] + [r["miou"] for r in rows], style, label=f"top-k by {ranking}")
+        rows = sorted(
+            (r for r in summary if (r["ranking"], r["region"]) == (ranking, region)),
+            key=lambda r: r["k"],
+        )
+        overall.plot(
+            [0] + [r["k"] for r in rows],
+            [clean["miou"]] + [r["miou"] for r in rows],
+            style,
+            label=f"top-k by {ranking}",
+        )
     rand = sorted((r for r in summary if r["ranking"] == "random"), key=lambda r: r["k"])
     ks = np.array([0] + [r["k"] for r in rand])
     mean = np.array([clean["miou"]] + [r["miou"] for r in rand])
@@ -30,13 +38,30 @@ def plot_ablation(summary: list[dict], path: str | Path) -> None:
     overall.set(xlabel="channels zeroed (k)", ylabel="mIoU", title="Overall position channels")
     overall.legend(fontsize=8)
     for ranking, color in (("flip", "tab:blue"), ("gradient", "tab:orange")):
-        rows = sorted((r for r in summary if (r["ranking"], r["region"]) == (ranking, "left")), key=lambda r: r["k"])
+        rows = sorted(
+            (r for r in summary if (r["ranking"], r["region"]) == (ranking, "left")),
+            key=lambda r: r["k"],
+        )
         if not rows:
             continue
         k = [0] + [r["k"] for r in rows]
-        halves.plot(k, [clean["miou_left"]] + [r["miou_left"] for r in rows], "-", color=color, label=f"{ranking}-left: left half")
-        halves.plot(k, [clean["miou_right"]] + [r["miou_right"] for r in rows], ":", color=color, label=f"{ranking}-left: right half")
-    halves.set(xlabel="channels zeroed (k)", ylabel="mIoU", title="Channels ranked for the left half")
+        halves.plot(
+            k,
+            [clean["miou_left"]] + [r["miou_left"] for r in rows],
+            "-",
+            color=color,
+            label=f"{ranking}-left: left half",
+        )
+        halves.plot(
+            k,
+            [clean["miou_right"]] + [r["miou_right"] for r in rows],
+            ":",
+            color=color,
+            label=f"{ranking}-left: right half",
+        )
+    halves.set(
+        xlabel="channels zeroed (k)", ylabel="mIoU", title="Channels ranked for the left half"
+    )
     halves.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -64,7 +89,9 @@ def plot_attacks(
     """Image, labels, clean prediction and each attack's prediction, with the region outlined."""
     names = ["clean"] + [name for name in predictions if name != "clean"]
     rows = min(rows, images.shape[0])
-    fig, axes = plt.subplots(rows, len(names) + 2, figsize=(2.2 * (len(names) + 2), 1.9 * rows), squeeze=False)
+    fig, axes = plt.subplots(
+        rows, len(names) + 2, figsize=(2.2 * (len(names) + 2), 1.9 * rows), squeeze=False
+    )
     mask = regions.named(region, tuple(images.shape[-2:])).numpy()
     for i in range(rows):
         panels = [images[i].permute(1, 2, 0).cpu().numpy(), _colorize(labels[i], num_classes)]

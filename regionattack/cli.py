@@ -8,14 +8,20 @@ import sys
 import time
 from collections.abc import Sequence
 
+from regionattack.demo import DemoConfig, report, run_demo
+
 
 def _size(text: str) -> tuple[int, int]:
     try:
         height, width = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be HEIGHTxWIDTH, e.g. 96x128; got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"size must be HEIGHTxWIDTH, e.g. 96x128; got {text!r}"
+        ) from None
     if height < 16 or width < 16 or height % 16 or width % 16:
-        raise argparse.ArgumentTypeError(f"height and width must be multiples of 16 (>= 16); got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"height and width must be multiples of 16 (>= 16); got {text!r}"
+        )
     return height, width
 
 
@@ -33,12 +39,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--data", choices=("synthetic", "camvid"), default="synthetic")
     demo.add_argument("--root", help="CamVid folder in the SegNet layout (with --data camvid)")
-    demo.add_argument("--out", default="regionattack-demo", help="output folder (default: %(default)s)")
-    demo.add_argument("--size", type=_size, default=(96, 128), help="HEIGHTxWIDTH (default: 96x128)")
+    demo.add_argument(
+        "--out", default="regionattack-demo", help="output folder (default: %(default)s)"
+    )
+    demo.add_argument(
+        "--size", type=_size, default=(96, 128), help="HEIGHTxWIDTH (default: 96x128)"
+    )
     demo.add_argument("--train-images", type=int, default=None, help="images to train on")
-    demo.add_argument("--eval-images", type=int, default=48, help="images to evaluate on")
-    demo.add_argument("--attack-images", type=int, default=16, help="images to attack")
-    demo.add_argument("--steps", type=int, default=240, help="training steps")
+    demo.add_argument(
+        "--eval-images", type=int, default=DemoConfig.eval_images, help="images to evaluate on"
+    )
+    demo.add_argument(
+        "--attack-images", type=int, default=DemoConfig.attack_images, help="images to attack"
+    )
+    demo.add_argument("--steps", type=int, default=DemoConfig.steps, help="training steps")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--retrain", action="store_true", help="ignore the cached model")
     demo.add_argument("--quiet", action="store_true", help="print only the tables")
@@ -50,10 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     if args.command == "demo":
-        from regionattack.demo import DemoConfig, report, run_demo
-
         defaults = DemoConfig()
-        train_images = args.train_images or (367 if args.data == "camvid" else defaults.train_images)
+        train_images = args.train_images or (
+            367 if args.data == "camvid" else defaults.train_images
+        )
         config = DemoConfig(
             data=args.data,
             root=args.root,
@@ -71,7 +85,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"regionattack demo: error: {error}", file=sys.stderr)
             return 2
         print(report(results))
-        print(f"\nwall time {time.perf_counter() - start:.1f} s; figures and results.json in {args.out}/")
+        print(
+            f"\nwall time {time.perf_counter() - start:.1f} s; figures and results.json in {args.out}/"
+        )
     return 0
 
 

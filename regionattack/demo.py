@@ -53,7 +53,7 @@ class DemoConfig:
     eval_images: int = 48
     rank_images: int = 128
     attack_images: int = 16
-    steps: int = 240
+    steps: int = 300
     batch_size: int = 16
     random_draws: int = 5
     eps: float = 8 / 255
@@ -101,7 +101,9 @@ def load_data(config: DemoConfig) -> dict[str, torch.Tensor | tuple[str, ...]]:
         if config.root is None:
             raise ValueError("--data camvid needs --root DIR (the SegNet-layout CamVid folder)")
         train = load_camvid(config.root, "train", size=config.size, max_images=config.train_images)
-        evaluation = load_camvid(config.root, "val", size=config.size, max_images=config.eval_images)
+        evaluation = load_camvid(
+            config.root, "val", size=config.size, max_images=config.eval_images
+        )
         classes = CAMVID_CLASSES
     else:
         raise ValueError(f"data must be 'synthetic' or 'camvid'; got {config.data!r}")
@@ -120,7 +122,9 @@ def demo_model(num_classes: int) -> nn.Module:
     return with_normalization(model, IMAGENET_MEAN, IMAGENET_STD)
 
 
-def trained_model(config: DemoConfig, data: dict, *, retrain: bool = False) -> tuple[nn.Module, dict]:
+def trained_model(
+    config: DemoConfig, data: dict, *, retrain: bool = False
+) -> tuple[nn.Module, dict]:
     """Return the demo model trained on ``data``, from the cache when present."""
     num_classes = len(data["classes"])
     torch.manual_seed(config.seed)
@@ -144,7 +148,9 @@ def trained_model(config: DemoConfig, data: dict, *, retrain: bool = False) -> t
     seconds = time.perf_counter() - start
     meta = {
         "architecture": ARCHITECTURE,
-        "options": {k: list(v) if isinstance(v, tuple) else v for k, v in ARCHITECTURE_OPTIONS.items()},
+        "options": {
+            k: list(v) if isinstance(v, tuple) else v for k, v in ARCHITECTURE_OPTIONS.items()
+        },
         "classes": list(data["classes"]),
         "size": list(config.size),
         "mean": list(IMAGENET_MEAN),
@@ -179,7 +185,7 @@ def ablation_sweep(
     random_draws: int,
     seed: int,
 ) -> list[dict]:
-    """mIoU (all, left, right) with the top-k channels of each ranking and random-k zeroed."""
+    """MIoU (all, left, right) with the top-k channels of each ranking and random-k zeroed."""
     num_channels = next(iter(rankings.values())).num_channels
     ks = sorted({max(1, math.ceil(f * num_channels)) for f in K_FRACTIONS})
     configs: list[dict] = [{"ranking": "none", "region": "overall", "k": 0, "seed": None}]
@@ -187,7 +193,9 @@ def ablation_sweep(
     generator = torch.Generator().manual_seed(seed)
     for k in ks:
         for ranking in rankings.values():
-            configs.append({"ranking": ranking.method, "region": ranking.region, "k": k, "seed": None})
+            configs.append(
+                {"ranking": ranking.method, "region": ranking.region, "k": k, "seed": None}
+            )
             selections.append(ranking.top(k))
         for draw in range(random_draws):
             configs.append({"ranking": "random", "region": "overall", "k": k, "seed": seed + draw})
@@ -200,9 +208,16 @@ def ablation_sweep(
     ]
 
 
-def attack_suite(config: DemoConfig, model: nn.Module, ranking_left: ChannelRanking) -> dict[str, object]:
+def attack_suite(
+    config: DemoConfig, model: nn.Module, ranking_left: ChannelRanking
+) -> dict[str, object]:
     """The attacks compared on the left half, by name."""
-    common = {"eps": config.eps, "alpha": config.eps / 4, "steps": config.attack_steps, "seed": config.seed}
+    common = {
+        "eps": config.eps,
+        "alpha": config.eps / 4,
+        "steps": config.attack_steps,
+        "seed": config.seed,
+    }
     suite: dict[str, object] = {
         f"RegionAttack[{objective}]": RegionAttack(model, "left", objective=objective, **common)
         for objective in config.objectives
@@ -322,7 +337,13 @@ def run_demo(config: DemoConfig, out_dir: str | os.PathLike, *, retrain: bool = 
     mark = time.perf_counter()
     images, labels = data["eval_images"], data["eval_labels"]
     ablation = ablation_sweep(
-        model, images, labels, rankings, num_classes, random_draws=config.random_draws, seed=config.seed
+        model,
+        images,
+        labels,
+        rankings,
+        num_classes,
+        random_draws=config.random_draws,
+        seed=config.seed,
     )
     timings["ablation"] = time.perf_counter() - mark
 

@@ -7,9 +7,9 @@
 * ``method="gradient"``: a first-order (activation x gradient) estimate of how much zeroing each
   channel raises the per-pixel segmentation loss. Zeroing channel ``c`` changes the latent by
   ``-z_c``, so the loss changes by about ``-sum_{h,w} z_c * dL/dz_c``. With a region, the loss is the
-  mean cross-entropy inside the region minus the mean outside it, so the score is
-  *(estimated damage inside) - (estimated damage outside)*: region-specific channels hurt the region
-  and spare the rest. With ``region=None`` the image is cut into a ``grid x grid`` lattice, the
+  mean cross-entropy inside the region and outside it, and the score is
+  *(estimated damage inside) - |estimated change outside|*: region-specific channels hurt the
+  region and leave the rest alone. With ``region=None`` the image is cut into a ``grid x grid`` lattice, the
   estimated damage to each cell is averaged over the images, and the score is the standard deviation
   of those cell averages across cells (see :func:`rank_channels`).
 
@@ -287,6 +287,20 @@ def gradient_effects(
     return -(grads * latent.detach().unsqueeze(1)).float().sum(dim=(-2, -1))
 
 
+def region_scores(inside: torch.Tensor, outside: torch.Tensor) -> torch.Tensor:
+    """Score of region-specific channels: damage inside minus the size of the change outside.
+
+    ``inside`` / ``outside`` are estimated loss increases from zeroing each channel. A channel whose
+    zeroing *improves* the outside is not region-specific either (it changes what it should leave
+    alone), so the outside term counts in absolute value.
+
+    Example:
+        >>> region_scores(torch.tensor([1.0, 1.0, 0.5]), torch.tensor([0.2, -0.2, 0.0])).tolist()
+        [0.800000011920929, 0.800000011920929, 0.5]
+    """
+    return inside - outside.abs()
+
+
 def rank_channels(
     model: nn.Module,
     data: torch.Tensor | Iterable,
@@ -306,9 +320,11 @@ def rank_channels(
     * ``"flip"``, overall: ``E|GAP(f(x)) - GAP(f(hflip x))|``; ``"left"``: ``E[GAP(f(x)) -
       GAP(f(hflip x))]``; ``"right"``: its negative; ``"top"`` / ``"bottom"``: the same with a
       vertical flip.
-    * ``"gradient"`` with a region: ``E[D_in - D_out]`` where ``D_in`` / ``D_out`` are the first-order
-      estimates of the rise of the mean cross-entropy inside / outside the region when the channel is
-      zeroed (w.r.t. ``labels``, or the model's clean predictions when none are given).
+    * ``"gradient"`` with a region: ``E[D_in] - |E[D_out]|`` where ``D_in`` / ``D_out`` are the
+      first-order estimates of the rise of the mean cross-entropy inside / outside the region when
+      the channel is zeroed (w.r.t. ``labels``, or the model's clean predictions when none are
+      given). The outside term counts in absolute value: a channel whose zeroing changes the
+      outside in either direction is not specific to the region (see :func:`region_scores`).
     * ``"gradient"`` overall (``region=None``): with ``D_g`` the estimated rise of the mean
       cross-entropy in cell ``g`` of a ``grid x grid`` lattice, the score is the standard deviation
       over cells of ``E[D_g]``. Averaging over images *before* comparing cells cancels effects that
@@ -389,13 +405,18 @@ def rank_channels(
             effects = gradient_effects(
                 model, images, mean_weights(masks, valid), targets=targets, layer=layer
             )
-            batch_sum = effects.sum(0) if region is None else (effects[:, 0] - effects[:, 1]).sum(0)
+            batch_sum = effects.sum(0)
         total = batch_sum if total is None else total + batch_sum
         seen += images.shape[0]
     if total is None:
         raise ValueError("data yielded no images")
     mean = total / seen
-    scores = mean.std(dim=0, unbiased=False) if method == "gradient" and region is None else mean
+    if method == "flip":
+        scores = mean
+    elif region is None:
+        scores = mean.std(dim=0, unbiased=False)
+    else:
+        scores = region_scores(mean[0], mean[1])
     if not bool(torch.isfinite(scores).all()):
         raise ValueError("channel scores are not finite; check the model's outputs")
     return ChannelRanking.from_scores(scores, method, describe(region), layer_name, seen)

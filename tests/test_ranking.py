@@ -4,7 +4,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from regionattack import ChannelRanking, rank_channels
 from regionattack.models import PlantedPositionSegmenter
-from regionattack.ranking import flip_differences
+from regionattack.ranking import flip_differences, gradient_effects, mean_weights, region_scores
 
 from conftest import assert_untouched, snapshot
 
@@ -126,6 +126,10 @@ def test_per_sample_region_masks_must_match_the_images(tiny_segmenter, generator
     masks8[:, :, :4] = True
     masks8[4:, :, :] = ~masks8[4:, :, :]  # images 4..7 use the complement
     per_sample = rank_channels(tiny_segmenter, images, region=masks8, batch_size=4)
-    first = rank_channels(tiny_segmenter, images[:4], region=masks8[0])
-    second = rank_channels(tiny_segmenter, images[4:], region=masks8[4])
-    assert torch.allclose(per_sample.scores, (first.scores + second.scores) / 2, atol=1e-6)
+    weights = mean_weights(torch.stack([masks8, ~masks8]), torch.ones(8, 16, 16, dtype=torch.bool))
+    effects = gradient_effects(tiny_segmenter, images, weights).mean(0)
+    expected = region_scores(effects[0], effects[1])
+    assert torch.allclose(per_sample.scores, expected, atol=1e-6)
+    shared = rank_channels(tiny_segmenter, images, region=masks8[0])
+    same = rank_channels(tiny_segmenter, images, region=masks8[0].expand(8, 16, 16))
+    assert torch.allclose(shared.scores, same.scores, atol=1e-6)

@@ -258,7 +258,9 @@ class SegmentationAttack(Attack):
             if confusion is None:
                 confusion = RegionConfusion(logits.shape[1])
             size = tuple(labels.shape[-2:])
-            mask = torch.ones(1, *size, dtype=torch.bool) if region is None else as_mask(region, size)
+            mask = (
+                torch.ones(1, *size, dtype=torch.bool) if region is None else as_mask(region, size)
+            )
             if mask.shape[0] > 1:  # per-sample masks follow the loader's order
                 mask = mask[seen : seen + labels.shape[0]]
             seen += labels.shape[0]

@@ -12,7 +12,13 @@ from regionattack.ablation import ChannelsLike, ablate, channel_mask
 from regionattack.attacks.base import SegmentationAttack
 from regionattack.attacks.objectives import channel_distance, weighted_cross_entropy
 from regionattack.latent import edit_latent, find_layer, latent_of, model_logits
-from regionattack.ranking import ChannelRanking, default_k, gradient_effects, mean_weights
+from regionattack.ranking import (
+    ChannelRanking,
+    default_k,
+    gradient_effects,
+    mean_weights,
+    region_scores,
+)
 from regionattack.regions import RegionLike, as_mask
 
 OBJECTIVES = ("segmentation", "channels", "both")
@@ -130,7 +136,7 @@ class RegionAttack(SegmentationAttack):
         k = check_k(self.k, num_channels) if self.k is not None else default_k(num_channels)
         weights = mean_weights(torch.stack([inside, ~inside]), valid)
         effects = gradient_effects(network, images, weights, targets=targets, layer=self.layer)
-        scores = effects[:, 0] - effects[:, 1]
+        scores = region_scores(effects[:, 0], effects[:, 1])
         return channel_mask(scores.topk(k, dim=1).indices, num_channels)
 
     def forward(
