@@ -47,7 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--train-images", type=int, default=None, help="images to train on")
     demo.add_argument(
-        "--eval-images", type=int, default=DemoConfig.eval_images, help="images to evaluate on"
+        "--eval-images",
+        type=int,
+        default=None,
+        help="images to rank channels on and evaluate (default: 48 synthetic, all 101 CamVid val)",
     )
     demo.add_argument(
         "--attack-images", type=int, default=DemoConfig.attack_images, help="images to attack"
@@ -65,6 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     if args.command == "demo":
         defaults = DemoConfig()
+        eval_images = args.eval_images or (101 if args.data == "camvid" else defaults.eval_images)
         train_images = args.train_images or (
             367 if args.data == "camvid" else defaults.train_images
         )
@@ -73,8 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             root=args.root,
             size=args.size,
             train_images=train_images,
-            eval_images=args.eval_images,
-            attack_images=min(args.attack_images, args.eval_images),
+            eval_images=eval_images,
+            attack_images=min(args.attack_images, eval_images),
             steps=args.steps,
             seed=args.seed,
         )

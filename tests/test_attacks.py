@@ -260,7 +260,9 @@ def test_attacks_work_under_no_grad(tiny_segmenter, images):
 
 
 def test_save_checks_save_type_first(tiny_segmenter, images, tmp_path):
-    loader = DataLoader(TensorDataset(images, torch.zeros(4, 16, 16, dtype=torch.long)), batch_size=2)
+    loader = DataLoader(
+        TensorDataset(images, torch.zeros(4, 16, 16, dtype=torch.long)), batch_size=2
+    )
     attack = RegionAttack(tiny_segmenter, "left", steps=1)
     with pytest.raises(ValueError, match="save_type"):
         attack.save(loader, tmp_path / "x.pt", save_type="half")

@@ -15,7 +15,9 @@ BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 
 def test_pages_exist():
     assert (ROOT / "README.md").exists()
-    assert len(PAGES) >= 4, "README plus the user guide, API reference and reproduce-the-paper pages"
+    assert len(PAGES) >= 4, (
+        "README plus the user guide, API reference and reproduce-the-paper pages"
+    )
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)

@@ -40,6 +40,10 @@ class RegionAttack(SegmentationAttack):
       the clean energy of the chosen channels.
     * ``"both"``: the sum of the two.
 
+    ``"segmentation"`` is the default: on the demo model and on CamVid it is by far the strongest
+    of the three and about ten times more damaging inside than outside; ``"channels"`` is more
+    specific on CamVid but weak, and ``"both"`` is dominated by its channel term (README, Results).
+
     Pixels labelled 255 are never attacked or counted. ``perturb_region`` confines where the
     perturbation may be non-zero, so perturbing one part of the image to break another (an indirect
     attack) is one argument away.

@@ -1,0 +1,51 @@
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from regionattack._checks import check_images, check_k, check_labels
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    ndim=st.integers(2, 5),
+    low=st.floats(-2, 1.5, allow_nan=False),
+    span=st.floats(0, 2, allow_nan=False),
+    nan=st.booleans(),
+)
+def test_check_images_accepts_exactly_finite_4d_unit_range(ndim, low, span, nan):
+    shape = (2, 3, 4, 5, 6)[:ndim]
+    images = torch.linspace(low, low + span, int(torch.tensor(shape).prod())).reshape(shape)
+    if nan:
+        images[(0,) * ndim] = float("nan")
+    valid = ndim == 4 and not nan and low >= 0 and low + span <= 1
+    if valid:
+        assert check_images(images) is images
+    else:
+        with pytest.raises(ValueError):
+            check_images(images)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 3), h=st.integers(1, 6), w=st.integers(1, 6), dn=st.integers(-1, 1))
+def test_check_labels_shape(n, h, w, dn):
+    images = torch.zeros(n, 3, h, w)
+    labels = torch.zeros(max(n + dn, 1), h, w, dtype=torch.long)
+    if labels.shape[0] == n:
+        assert check_labels(labels, images).dtype == torch.long
+    else:
+        with pytest.raises(ValueError, match=r"labels must be \(N, H, W\)"):
+            check_labels(labels, images)
+
+
+def test_type_errors_and_k():
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        check_images([[0.0]])
+    with pytest.raises(TypeError, match="float"):
+        check_images(torch.zeros(1, 3, 2, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match="at most the channel count 4"):
+        check_k(5, 4)
+    with pytest.raises(TypeError, match="int"):
+        check_k(2.0, 4)
+    with pytest.raises(ValueError, match=">= 0"):
+        check_labels(torch.full((1, 2, 2), -1), torch.zeros(1, 3, 2, 2))
