@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import settings
 from torch import nn
 
 from regionattack.models import TinySegmenter
+
+# Property tests draw the same examples on every run (no flaky CI); widen locally with
+# --hypothesis-seed=N or HYPOTHESIS_PROFILE=random.
+settings.register_profile("deterministic", derandomize=True, deadline=None)
+settings.register_profile("random", deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
 
 CAMVID_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "camvid"
 

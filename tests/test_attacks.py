@@ -277,3 +277,9 @@ def test_save_with_per_sample_masks_and_a_short_last_batch(tiny_segmenter, gener
     attack = RegionAttack(tiny_segmenter, "left", steps=1, seed=0)
     accuracy, _, _ = attack.save(loader, verbose=False, return_verbose=True, region=masks)
     assert 0 <= accuracy <= 100
+
+
+def test_targeted_channels_objective_needs_no_target_map(tiny_segmenter, images):
+    attack = RegionAttack(tiny_segmenter, "left", objective="channels", k=2, steps=1, seed=0)
+    attack.set_mode_targeted_by_label(quiet=True)
+    assert attack(images).shape == images.shape

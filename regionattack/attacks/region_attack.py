@@ -157,15 +157,18 @@ class RegionAttack(SegmentationAttack):
         allowed = None
         if self.perturb_region is not None:
             allowed = as_mask(self.perturb_region, size, n, images.device)
-        targets = self.attack_targets(images, labels, clean)
+        use_segmentation = self.objective_name in ("segmentation", "both")
+        use_channels = self.objective_name in ("channels", "both")
+        if use_segmentation:
+            targets = self.attack_targets(images, labels, clean)
+        else:  # the channel term needs no target map, only targets to rank channels against
+            targets = clean if labels is None or self.targeted else labels
         valid = (
             torch.ones_like(clean, dtype=torch.bool) if labels is None else labels != IGNORE_INDEX
         )
         inside_w, outside_w = mean_weights(torch.stack([inside, ~inside]), valid)
         network = self.network()
         sign = -1.0 if self.targeted else 1.0
-        use_segmentation = self.objective_name in ("segmentation", "both")
-        use_channels = self.objective_name in ("channels", "both")
         if use_channels:
             selected = self.select_channels(
                 images, clean if self.targeted else targets, inside, valid
