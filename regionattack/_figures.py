@@ -93,16 +93,18 @@ def plot_attacks(
         rows, len(names) + 2, figsize=(2.2 * (len(names) + 2), 1.9 * rows), squeeze=False
     )
     mask = regions.named(region, tuple(images.shape[-2:])).numpy()
-    for i in range(rows):
+    # Spread the rows over the batch: consecutive video frames (CamVid) look alike.
+    picks = torch.linspace(0, images.shape[0] - 1, rows).round().long().tolist()
+    for row, i in enumerate(picks):
         panels = [images[i].permute(1, 2, 0).cpu().numpy(), _colorize(labels[i], num_classes)]
         panels += [_colorize(predictions[name][i], num_classes) for name in names]
         titles = ["image", "labels"] + names
-        for ax, panel, title in zip(axes[i], panels, titles, strict=True):
+        for ax, panel, title in zip(axes[row], panels, titles, strict=True):
             ax.imshow(panel)
             ax.contour(mask, levels=[0.5], colors="white", linewidths=1.2)
             ax.set_xticks([])
             ax.set_yticks([])
-            if i == 0:
+            if row == 0:
                 ax.set_title(title, fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
