@@ -105,7 +105,7 @@ class SegmentationAttack(Attack):
             return self.normalize(adv)
 
     def _to_unit_range(self, images: torch.Tensor) -> torch.Tensor:
-        raw = self.inverse_normalize(images)
+        raw = self.inverse_normalize(images)  # called after _normalization_applied is cleared
         inside = (raw >= -_NORMALIZATION_SLACK) & (raw <= 1 + _NORMALIZATION_SLACK)
         return raw.clamp(0, 1) if bool(inside.all()) else raw  # out of range: check_images raises
 

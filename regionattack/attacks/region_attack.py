@@ -120,14 +120,15 @@ class RegionAttack(SegmentationAttack):
         self.outside_weight = check_nonnegative_float(outside_weight, "outside_weight")
 
     def select_channels(
-        self, images: torch.Tensor, targets: torch.Tensor, inside: torch.Tensor, valid: torch.Tensor
+        self,
+        images: torch.Tensor,
+        targets: torch.Tensor,
+        inside: torch.Tensor,
+        valid: torch.Tensor,
+        num_channels: int,
     ) -> torch.Tensor:
         """Return a (N or 1, K) bool mask of the channels to attack through."""
         network = self.network()
-        store: dict[str, torch.Tensor] = {}
-        with torch.no_grad(), edit_latent(network, lambda z: store.update(z=z), self.layer):
-            network(images[:1])
-        num_channels = store["z"].shape[1]
         if isinstance(self.channels, ChannelRanking):
             if self.channels.num_channels != num_channels:
                 raise ValueError(
@@ -170,13 +171,11 @@ class RegionAttack(SegmentationAttack):
         network = self.network()
         sign = -1.0 if self.targeted else 1.0
         if use_channels:
+            with torch.no_grad():
+                clean_latent = latent_of(network, images, self.layer)
             selected = self.select_channels(
-                images, clean if self.targeted else targets, inside, valid
+                images, clean if self.targeted else targets, inside, valid, clean_latent.shape[1]
             )
-            store: dict[str, torch.Tensor] = {}
-            with torch.no_grad(), edit_latent(network, lambda z: store.update(z=z), self.layer):
-                network(images)
-            clean_latent = store["z"].detach()
             ablated = ablate(clean_latent, selected)
             energy = channel_distance(
                 clean_latent, ablated, selected, torch.ones(n, device=images.device)
