@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -238,6 +238,7 @@ def ablated_predictions(
     *,
     layer: str | None = None,
     mode: str = "zero",
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> list[torch.Tensor]:
     """Predicted class maps of ``images`` under each channel selection, encoder run once.
 
@@ -254,9 +255,11 @@ def ablated_predictions(
         layer: Latent layer name (default: the architecture's).
         mode: ``"zero"`` or ``"mean"`` (``"noise"`` would need a seed per selection; use
             :func:`ablate_channels`).
+        reduce: Applied to each selection's (N, C, H, W) logits in place of the default
+            ``argmax(dim=1)`` (e.g. a per-image loss), so that only its result is kept.
 
     Returns:
-        One (N, H, W) int64 prediction per selection.
+        One (N, H, W) int64 prediction per selection (or ``reduce``'s result).
 
     Example:
         >>> import segmentation_models_pytorch as smp
@@ -279,5 +282,6 @@ def ablated_predictions(
         with _replay_layer(module, output):
             for mask in masks:
                 with edit_latent(model, lambda z, m=mask: ablate(z, m, mode), layer):
-                    predictions.append(model_logits(model(images)).argmax(dim=1))
+                    logits = model_logits(model(images))
+                    predictions.append(logits.argmax(dim=1) if reduce is None else reduce(logits))
     return predictions

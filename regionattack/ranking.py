@@ -359,6 +359,54 @@ def rank_channels(
         >>> ranking.method, ranking.region, ranking.num_channels, ranking.num_images
         ('flip', 'overall', 512, 2)
     """
+    layer_name, _ = find_layer(model, layer)
+    total, seen = channel_statistics(
+        model,
+        data,
+        method=method,
+        region=region,
+        layer=layer,
+        labels=labels,
+        max_images=max_images,
+        grid=grid,
+        batch_size=batch_size,
+    )
+    return ranking_from_statistics(total, seen, method=method, region=region, layer=layer_name)
+
+
+def channel_statistics(
+    model: nn.Module,
+    data: torch.Tensor | Iterable,
+    *,
+    method: str = "gradient",
+    region: RegionLike | None = None,
+    layer: str | None = None,
+    labels: torch.Tensor | None = None,
+    max_images: int | None = None,
+    grid: int = 3,
+    batch_size: int = 16,
+) -> tuple[torch.Tensor, int]:
+    """Sum over images of the per-image channel statistics behind :func:`rank_channels`.
+
+    Sums add across image sets, so shards of a dataset (e.g. one per process under
+    ``torch.distributed``) can be summed before :func:`ranking_from_statistics` turns them into a
+    ranking equal to one made on all images at once. Arguments as :func:`rank_channels`, which
+    validates them.
+
+    Returns:
+        ``(total, num_images)``: total is (K,) for ``"flip"``, (grid*grid, K) for overall
+        ``"gradient"`` and (2, K) (inside, outside) for ``"gradient"`` with a region.
+
+    Example:
+        >>> from regionattack.models import TinySegmenter
+        >>> net, x = TinySegmenter(num_classes=2, latent_channels=4), torch.rand(4, 3, 16, 16)
+        >>> a, n_a = channel_statistics(net, x[:2], method="flip")
+        >>> b, n_b = channel_statistics(net, x[2:], method="flip")
+        >>> whole = rank_channels(net, x, method="flip")
+        >>> torch.allclose(ranking_from_statistics(a + b, n_a + n_b, method="flip").scores,
+        ...                whole.scores)
+        True
+    """
     check_choice(method, "method", METHODS)
     check_positive_int(grid, "grid")
     check_positive_int(batch_size, "batch_size")
@@ -369,7 +417,6 @@ def rank_channels(
             f"method='flip' ranks only overall, 'left', 'right', 'top' and 'bottom'; got region "
             f"{describe(region)!r} (use method='gradient' for other regions)"
         )
-    layer_name, _ = find_layer(model, layer)
     if region is not None and num_masks(region) > 1:
         count = data.shape[0] if isinstance(data, torch.Tensor) else None
         if count is not None and max_images is not None:
@@ -410,7 +457,26 @@ def rank_channels(
         seen += images.shape[0]
     if total is None:
         raise ValueError("data yielded no images")
-    mean = total / seen
+    return total, seen
+
+
+def ranking_from_statistics(
+    total: torch.Tensor,
+    num_images: int,
+    *,
+    method: str = "gradient",
+    region: RegionLike | None = None,
+    layer: str = "encoder",
+) -> ChannelRanking:
+    """Turn the summed statistics of :func:`channel_statistics` into a :class:`ChannelRanking`.
+
+    Raises:
+        ValueError: If the method is unknown, ``num_images`` is not positive or a score is not
+            finite.
+    """
+    check_choice(method, "method", METHODS)
+    check_positive_int(num_images, "num_images")
+    mean = total / num_images
     if method == "flip":
         scores = mean
     elif region is None:
@@ -419,7 +485,7 @@ def rank_channels(
         scores = region_scores(mean[0], mean[1])
     if not bool(torch.isfinite(scores).all()):
         raise ValueError("channel scores are not finite; check the model's outputs")
-    return ChannelRanking.from_scores(scores, method, describe(region), layer_name, seen)
+    return ChannelRanking.from_scores(scores, method, describe(region), layer, num_images)
 
 
 def default_k(num_channels: int, fraction: float = 0.05) -> int:
