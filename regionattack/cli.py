@@ -11,13 +11,31 @@ from collections.abc import Sequence
 from regionattack.demo import DemoConfig, report, run_demo
 
 
-def _size(text: str) -> tuple[int, int]:
+def parse_size(text: str) -> tuple[int, int]:
+    """``"176x240"`` -> ``(176, 240)``; both positive."""
     try:
         height, width = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"size must be HEIGHTxWIDTH, e.g. 96x128; got {text!r}"
         ) from None
+    if height < 1 or width < 1:
+        raise argparse.ArgumentTypeError(f"height and width must be positive; got {text!r}")
+    return height, width
+
+
+def parse_floats(text: str) -> tuple[float, ...]:
+    """``"0.485,0.456,0.406"`` -> a tuple of floats."""
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, e.g. 0.485,0.456,0.406; got {text!r}"
+        ) from None
+
+
+def _demo_size(text: str) -> tuple[int, int]:
+    height, width = parse_size(text)
     if height < 16 or width < 16 or height % 16 or width % 16:
         raise argparse.ArgumentTypeError(
             f"height and width must be multiples of 16 (>= 16); got {text!r}"
@@ -43,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", default="regionattack-demo", help="output folder (default: %(default)s)"
     )
     demo.add_argument(
-        "--size", type=_size, default=(96, 128), help="HEIGHTxWIDTH (default: 96x128)"
+        "--size", type=_demo_size, default=(96, 128), help="HEIGHTxWIDTH (default: 96x128)"
     )
     demo.add_argument("--train-images", type=int, default=None, help="images to train on")
     demo.add_argument(
@@ -59,13 +77,127 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--retrain", action="store_true", help="ignore the cached model")
     demo.add_argument("--quiet", action="store_true", help="print only the tables")
+    _add_bench(commands)
     return parser
+
+
+def _parse_ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers; got {text!r}"
+        ) from None
+
+
+def _add_bench(commands) -> None:
+    from regionattack.bench.runner import ATTACKS, BenchConfig
+
+    bench = commands.add_parser(
+        "bench",
+        help="benchmark a model: clean mIoU, channel ablation, region attacks, ranking fidelity",
+        description="Resumable: rerun the same command to continue an interrupted run. Runs under "
+        "torchrun --nproc_per_node=K (the images are sharded; the numbers equal one process).",
+    )
+    bench.add_argument("--dataset", choices=("camvid", "cityscapes", "voc"), required=True)
+    bench.add_argument("--root", required=True, help="dataset folder")
+    bench.add_argument("--split", default="val", help="split to evaluate (default: val)")
+    bench.add_argument(
+        "--model",
+        help="smp:<Arch>:<encoder>, torchvision:<name> or paper:deeplabv3_resnet50 "
+        "(default: the architecture recorded in --checkpoint)",
+    )
+    bench.add_argument("--num-classes", type=int, help="classes of --model")
+    bench.add_argument(
+        "--checkpoint",
+        help="weights: a state_dict, or a dict holding one under state_dict/model_state/model",
+    )
+    bench.add_argument("--size", type=parse_size, help="HEIGHTxWIDTH (default: the checkpoint's)")
+    bench.add_argument("--mean", type=parse_floats, help="input normalisation mean")
+    bench.add_argument("--std", type=parse_floats, help="input normalisation std")
+    bench.add_argument("--stride", type=int, default=16, help="the model's output stride")
+    bench.add_argument("--max-images", type=int, help="evaluate the first N images")
+    bench.add_argument("--attack-images", type=int, help="attack the first N (default: all)")
+    bench.add_argument("--batch-size", type=int, default=BenchConfig.batch_size)
+    bench.add_argument(
+        "--eps", type=_parse_ints, default=BenchConfig.eps, help="radii in 1/255 (default: 2,4,8)"
+    )
+    bench.add_argument("--attack-steps", type=int, default=BenchConfig.attack_steps)
+    bench.add_argument(
+        "--attacks",
+        type=lambda text: tuple(text.split(",")),
+        default=ATTACKS,
+        help=f"comma-separated subset of {','.join(ATTACKS)}",
+    )
+    bench.add_argument(
+        "--attack-region", default="left", help="left, right, top, bottom, center, cell"
+    )
+    bench.add_argument("--random-draws", type=int, default=BenchConfig.random_draws)
+    bench.add_argument(
+        "--fidelity-channels",
+        type=int,
+        default=BenchConfig.fidelity_channels,
+        help="channels zeroed one at a time for the fidelity experiment (0: skip)",
+    )
+    bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    bench.add_argument("--out", required=True, help="output folder")
+    bench.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from regionattack.bench.runner import ATTACKS, BenchConfig, run_benchmark
+
+    unknown = [name for name in args.attacks if name not in ATTACKS]
+    if unknown:
+        print(
+            f"regionattack bench: error: unknown attack(s) {unknown}; choose from {list(ATTACKS)}",
+            file=sys.stderr,
+        )
+        return 2
+    config = BenchConfig(
+        dataset=args.dataset,
+        root=args.root,
+        out=args.out,
+        split=args.split,
+        model=args.model,
+        num_classes=args.num_classes,
+        checkpoint=args.checkpoint,
+        size=args.size,
+        mean=args.mean,
+        std=args.std,
+        stride=args.stride,
+        max_images=args.max_images,
+        attack_images=args.attack_images,
+        batch_size=args.batch_size,
+        eps=args.eps,
+        attack_steps=args.attack_steps,
+        attacks=args.attacks,
+        attack_region=args.attack_region,
+        random_draws=args.random_draws,
+        fidelity_channels=args.fidelity_channels,
+        seed=args.seed,
+        device=args.device,
+        progress=not args.quiet,
+    )
+    start = time.perf_counter()
+    try:
+        run_benchmark(config)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"regionattack bench: error: {error}", file=sys.stderr)
+        return 2
+    print(
+        f"wall time {time.perf_counter() - start:.1f} s; report.md and results.json in {args.out}/"
+    )
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``regionattack`` console script."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
+    if args.command == "bench":
+        return _run_bench(args)
     if args.command == "demo":
         defaults = DemoConfig()
         eval_images = args.eval_images or (101 if args.data == "camvid" else defaults.eval_images)

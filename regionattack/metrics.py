@@ -189,3 +189,37 @@ def region_specificity(clean: RegionMIoU, attacked: RegionMIoU, floor: float = 1
     drop_inside = clean.inside - attacked.inside
     drop_outside = clean.outside - attacked.outside
     return round(drop_inside / max(drop_outside, floor), 6)
+
+
+def spearman_correlation(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Spearman's rank correlation of two 1-D tensors (ties get their average rank).
+
+    Returns NaN when either input is constant or has fewer than two values.
+
+    Example:
+        >>> x, y = torch.tensor([1.0, 1.0, 3.0, 4.0]), torch.tensor([10.0, 30.0, 20.0, 5.0])
+        >>> round(spearman_correlation(x, y), 4)  # scipy.stats.spearmanr gives -0.6325
+        -0.6325
+    """
+    x, y = x.flatten().double(), y.flatten().double()
+    if x.shape != y.shape:
+        raise ValueError(f"x and y must have the same size; got {x.numel()} and {y.numel()}")
+    if x.numel() < 2:
+        return float("nan")
+    rx, ry = _average_ranks(x), _average_ranks(y)
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    denominator = float(rx.norm() * ry.norm())
+    return float((rx * ry).sum()) / denominator if denominator > 0 else float("nan")
+
+
+def _average_ranks(values: torch.Tensor) -> torch.Tensor:
+    """Ranks 0..n-1 of ``values``, tied values sharing the mean of their ranks."""
+    order = values.argsort(stable=True)
+    ranks = torch.empty_like(values)
+    ranks[order] = torch.arange(values.numel(), dtype=values.dtype)
+    unique, inverse = values.unique(return_inverse=True)
+    sums = torch.zeros(unique.numel(), dtype=values.dtype).index_add_(0, inverse, ranks)
+    counts = torch.zeros(unique.numel(), dtype=values.dtype).index_add_(
+        0, inverse, torch.ones_like(ranks)
+    )
+    return (sums / counts)[inverse]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 from tqdm.auto import tqdm
 
 from regionattack._checks import IGNORE_INDEX, check_images, check_labels, check_positive_int
@@ -15,8 +17,8 @@ from regionattack.latent import model_logits
 
 def train_segmenter(
     model: nn.Module,
-    images: torch.Tensor,
-    labels: torch.Tensor,
+    images: torch.Tensor | Dataset,
+    labels: torch.Tensor | None = None,
     *,
     steps: int = 200,
     batch_size: int = 16,
@@ -25,16 +27,19 @@ def train_segmenter(
     hflip: bool = False,
     seed: int = 0,
     progress: bool = True,
+    num_workers: int = 0,
 ) -> list[float]:
     """Train ``model`` in place with AdamW and a cosine schedule; return the loss of every step.
 
-    Batches are drawn at random (from ``seed``) from the tensors; the loss is cross-entropy with
-    255 ignored. Every module's training flag is restored at the end, also after an error.
+    Batches are drawn at random with replacement (from ``seed``) from the tensors or the dataset;
+    the loss is cross-entropy with 255 ignored. Every module's training flag is restored at the
+    end, also after an error.
 
     Args:
         model: Segmentation model (a :class:`~regionattack.NormalizedModel` for normalised input).
-        images: (N, 3, H, W) images in [0, 1].
-        labels: (N, H, W) int64 labels, 255 = ignore.
+        images: (N, 3, H, W) images in [0, 1], or a map-style dataset of ``(image, label)`` pairs
+            of one size (e.g. :class:`~regionattack.data.CamVid` with ``size=``), read in batches.
+        labels: (N, H, W) int64 labels, 255 = ignore (only with image tensors).
         steps: Optimiser steps.
         batch_size: Images per step.
         lr: Peak learning rate.
@@ -43,6 +48,7 @@ def train_segmenter(
             left and right are interchangeable, which weakens position information).
         seed: Seed for batch sampling and flips.
         progress: Show a tqdm progress bar.
+        num_workers: DataLoader worker processes when ``images`` is a dataset.
 
     Example:
         >>> from regionattack.models import TinySegmenter
@@ -51,12 +57,11 @@ def train_segmenter(
         >>> len(train_segmenter(net, x, y, steps=3, batch_size=4, progress=False))
         3
     """
-    check_images(images)
-    labels = check_labels(labels, images)
     check_positive_int(steps, "steps")
     check_positive_int(batch_size, "batch_size")
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
+    batches = _batches(images, labels, steps, batch_size, generator, num_workers)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
@@ -66,9 +71,10 @@ def train_segmenter(
     losses: list[float] = []
     model.train()
     try:
-        for _ in tqdm(range(steps), desc="training", disable=not progress, leave=False):
-            index = torch.randint(0, images.shape[0], (batch_size,), generator=generator)
-            batch, target = images[index].to(device), labels[index].to(device)
+        for batch, target in tqdm(
+            batches, total=steps, desc="training", disable=not progress, leave=False
+        ):
+            batch, target = batch.to(device), target.to(device)
             if hflip:
                 flip = (torch.rand(batch_size, generator=generator) < 0.5).to(device)
                 batch = torch.where(flip[:, None, None, None], batch.flip(-1), batch)
@@ -84,3 +90,33 @@ def train_segmenter(
             module.training = training
         optimizer.zero_grad(set_to_none=True)
     return losses
+
+
+def _batches(
+    images: torch.Tensor | Dataset,
+    labels: torch.Tensor | None,
+    steps: int,
+    batch_size: int,
+    generator: torch.Generator,
+    num_workers: int,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield ``steps`` random batches (with replacement) of images and labels."""
+    if isinstance(images, torch.Tensor):
+        check_images(images)
+        if labels is None:
+            raise ValueError("labels are required with a tensor of images")
+        labels = check_labels(labels, images)
+        for _ in range(steps):
+            index = torch.randint(0, images.shape[0], (batch_size,), generator=generator)
+            yield images[index], labels[index]
+        return
+    if labels is not None:
+        raise ValueError("labels= is only accepted with a tensor of images; the dataset yields them")
+    if len(images) == 0:
+        raise ValueError("the dataset is empty")
+    sampler = RandomSampler(
+        images, replacement=True, num_samples=steps * batch_size, generator=generator
+    )
+    loader = DataLoader(images, batch_size=batch_size, sampler=sampler, num_workers=num_workers)
+    for batch, target in loader:
+        yield check_images(batch), check_labels(target, batch)

@@ -1,0 +1,154 @@
+"""Train a segmentation model on CamVid, Cityscapes or PASCAL VOC and save a checkpoint.
+
+The checkpoint holds the weights of the bare model and the metadata the benchmark needs to rebuild
+it (architecture, options, classes, input size, mean/std), so ``regionattack bench --checkpoint
+FILE`` needs no other model flags. Example (the CamVid model of docs/results/camvid.md)::
+
+    python benchmarks/train.py --dataset camvid --root ../shared/data/camvid \\
+        --model smp:DeepLabV3:resnet18 --option encoder_output_stride=16 \\
+        --option decoder_channels=64 --option "decoder_atrous_rates=(2, 4, 6)" \\
+        --size 176x240 --steps 600 --out checkpoints/camvid-deeplabv3-r18.pt
+
+Images are resized to ``--size`` (no crops) and drawn at random with replacement; the loss is
+cross-entropy with 255 ignored; AdamW with warm-up and a cosine schedule. Horizontal flips are off
+unless ``--hflip`` is given: they teach the network that left and right are interchangeable, which
+weakens the position information this library studies. The checkpoint is written atomically at the
+end; an interrupted run leaves no file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from regionattack.cli import parse_floats, parse_size
+from regionattack.data import DATASETS, check_size_divisible, load_dataset
+from regionattack.demo import IMAGENET_MEAN, IMAGENET_STD
+from regionattack.metrics import ConfusionMatrix
+from regionattack.models import build_model, save_checkpoint, train_segmenter
+from regionattack.normalization import with_normalization
+
+logger = logging.getLogger("regionattack.train")
+
+
+def parse_option(text: str) -> tuple[str, object]:
+    """``"name=value"`` with a Python literal value (``"rates=(2, 4)"``) or a bare string."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.isidentifier():
+        raise argparse.ArgumentTypeError(f"options are NAME=VALUE; got {text!r}")
+    try:
+        return name, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return name, value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Arguments of ``benchmarks/train.py``."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", choices=DATASETS, required=True)
+    parser.add_argument("--root", required=True, help="dataset folder")
+    parser.add_argument("--split", default="train", help="training split (default: train)")
+    parser.add_argument("--eval-split", default="val", help="split to report mIoU on ('' for none)")
+    parser.add_argument("--model", default="smp:DeepLabV3:resnet18", help="see build_model")
+    parser.add_argument(
+        "--option",
+        type=parse_option,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="model constructor option, repeatable (e.g. encoder_output_stride=16)",
+    )
+    parser.add_argument("--stride", type=int, default=16, help="the model's output stride")
+    parser.add_argument("--size", type=parse_size, default=(176, 240), help="HEIGHTxWIDTH")
+    parser.add_argument("--mean", type=parse_floats, default=IMAGENET_MEAN)
+    parser.add_argument("--std", type=parse_floats, default=IMAGENET_STD)
+    parser.add_argument("--max-images", type=int, default=None, help="use the first N images")
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--hflip", action="store_true", help="random horizontal flips")
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", required=True, help="checkpoint file to write")
+    return parser
+
+
+def evaluate(model: torch.nn.Module, dataset, num_classes: int, device: str) -> float:
+    """MIoU of ``model`` on ``dataset`` (batches of 8)."""
+    confusion = ConfusionMatrix(num_classes)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=8)
+    with torch.no_grad():
+        for images, labels in loader:
+            confusion.update(model(images.to(device)).argmax(1).cpu(), labels)
+    return confusion.miou()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Train, evaluate, save; return the exit status."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        size = check_size_divisible(args.size, args.stride)
+        train_set = load_dataset(
+            args.dataset, args.root, args.split, size=size, max_images=args.max_images
+        )
+        options = dict(args.option)
+        classes = list(train_set.classes)
+        torch.manual_seed(args.seed)
+        network = build_model(args.model, len(classes), **options)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"train: error: {error}", file=sys.stderr)
+        return 2
+    model = with_normalization(network, args.mean, args.std).to(args.device)
+    logger.info("training %s on %d %s images at %s", args.model, len(train_set), args.dataset, size)
+    start = time.perf_counter()
+    losses = train_segmenter(
+        model,
+        train_set,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        hflip=args.hflip,
+        seed=args.seed,
+        num_workers=args.workers,
+    )
+    seconds = time.perf_counter() - start
+    meta = {
+        "architecture": args.model,
+        "options": options,
+        "dataset": args.dataset,
+        "classes": classes,
+        "size": list(size),
+        "mean": list(args.mean),
+        "std": list(args.std),
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "hflip": args.hflip,
+        "seed": args.seed,
+        "train_images": len(train_set),
+        "final_loss": sum(losses[-20:]) / len(losses[-20:]),
+        "train_seconds": seconds,
+        "torch": torch.__version__,
+    }
+    if args.eval_split:
+        eval_set = load_dataset(args.dataset, args.root, args.eval_split, size=size)
+        meta["eval_split"] = args.eval_split
+        meta["eval_miou"] = evaluate(model.eval(), eval_set, len(classes), args.device)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(args.out, model, meta)
+    print(json.dumps({k: v for k, v in meta.items() if k != "classes"}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

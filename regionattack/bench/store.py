@@ -1,0 +1,98 @@
+"""Resumable benchmark results: one JSON file, rewritten atomically after every finished unit.
+
+A unit is a piece of work with a stable key (``"clean"``, ``"ablation"``, ``"attack/PGD/8"``...).
+Restarting the same command finds the file, checks that it came from the same configuration, and
+skips the keys already there. The file is replaced with ``os.replace`` from a fully written and
+flushed temporary file, so a kill at any moment leaves either the old or the new results, never a
+truncated one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+class ResultStore:
+    """Finished units of a benchmark, persisted in ``path``.
+
+    Args:
+        path: The JSON file (created with its folder on the first write).
+        fingerprint: Everything that determines the results (model, data, settings). A file with
+            another fingerprint is never mixed with this run.
+        assemble: Builds the file's top-level fields from the units (called before each write).
+        writer: Whether this process writes (only rank 0 does under ``torchrun``).
+
+    Raises:
+        ValueError: If ``path`` holds results of another configuration or is not valid JSON.
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "results.json"
+        >>> store = ResultStore(path, {"model": "m"})
+        >>> store.put("clean", {"miou": 0.5})
+        >>> ResultStore(path, {"model": "m"}).get("clean")
+        {'miou': 0.5}
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        fingerprint: dict[str, Any],
+        *,
+        assemble: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        writer: bool = True,
+    ):
+        self.path = Path(path)
+        self.fingerprint = json.loads(json.dumps(fingerprint, default=str))
+        self.assemble = assemble
+        self.writer = writer
+        self.meta: dict[str, Any] = {}
+        self.units: dict[str, Any] = {}
+        if self.path.exists():
+            try:
+                previous = json.loads(self.path.read_text())
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{self.path} is not valid JSON ({error}); move it away") from None
+            found = previous.get("fingerprint")
+            if found != self.fingerprint:
+                changed = sorted(
+                    key
+                    for key in set(self.fingerprint) | set(found or {})
+                    if (found or {}).get(key) != self.fingerprint.get(key)
+                )
+                raise ValueError(
+                    f"{self.path} holds results of another configuration (differs in: "
+                    f"{', '.join(changed)}); use another output folder or delete the file"
+                )
+            self.units = previous.get("units", {})
+            self.meta = previous.get("meta", {})
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.units
+
+    def get(self, key: str) -> Any:
+        """The stored value of a finished unit."""
+        return self.units[key]
+
+    def put(self, key: str, value: Any) -> None:
+        """Record a finished unit and rewrite the file atomically."""
+        self.units[key] = json.loads(json.dumps(value, default=float))
+        self.write()
+
+    def write(self) -> None:
+        """Rewrite the file (temporary file, flush, fsync, ``os.replace``)."""
+        if not self.writer:
+            return
+        record: dict[str, Any] = dict(self.assemble(self.units)) if self.assemble else {}
+        record.update(meta=self.meta, fingerprint=self.fingerprint, units=self.units)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        with open(tmp, "w") as file:
+            json.dump(record, file, indent=1, default=float)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, self.path)
