@@ -138,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "train_images": len(train_set),
         "final_loss": sum(losses[-20:]) / len(losses[-20:]),
         "train_seconds": seconds,
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
     }
     if args.eval_split:
         eval_set = load_dataset(args.dataset, args.root, args.eval_split, size=size)
@@ -146,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         meta["eval_miou"] = evaluate(model.eval(), eval_set, len(classes), args.device)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(args.out, model, meta)
-    print(json.dumps({k: v for k, v in meta.items() if k != "classes"}, indent=2))
+    print(json.dumps({k: v for k, v in meta.items() if k != "classes"}))
     return 0
 
 

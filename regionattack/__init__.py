@@ -7,7 +7,14 @@ attack chosen image regions with torchattacks-compatible attacks.
 
 from regionattack import metrics, regions
 from regionattack.ablation import ChannelAblation, ablate_channels
-from regionattack.attacks import PositionChannelAttack, RegionAttack, RegionPGD, SegmentationAttack
+from regionattack.attacks import (
+    CosPGD,
+    PositionChannelAttack,
+    RegionAttack,
+    RegionPGD,
+    SegmentationAttack,
+    SegPGD,
+)
 from regionattack.latent import find_layer, latent_of
 from regionattack.metrics import ConfusionMatrix, region_miou
 from regionattack.normalization import NormalizedModel, with_normalization
@@ -19,10 +26,12 @@ __all__ = [
     "ChannelAblation",
     "ChannelRanking",
     "ConfusionMatrix",
+    "CosPGD",
     "NormalizedModel",
     "PositionChannelAttack",
     "RegionAttack",
     "RegionPGD",
+    "SegPGD",
     "SegmentationAttack",
     "ablate_channels",
     "find_layer",

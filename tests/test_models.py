@@ -13,7 +13,8 @@ from conftest import snapshot
         ("smp:FPN", "Architecture one of"),
         ("smp:FPN:notanencoder", "unknown smp encoder"),
         ("torchvision:resnet50", "torchvision models are one of"),
-        ("keras:FPN", "start with 'smp:' or 'torchvision:'"),
+        ("paper:deeplabv3_resnet18", "paper models are one of"),
+        ("keras:FPN", "start with 'smp:', 'torchvision:' or 'paper:'"),
     ],
 )
 def test_build_model_rejects_unknown_names(name, match):

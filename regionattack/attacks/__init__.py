@@ -1,8 +1,17 @@
 """torchattacks-compatible segmentation attacks: one attack per module."""
 
 from regionattack.attacks.base import SegmentationAttack
+from regionattack.attacks.cospgd import CosPGD
 from regionattack.attacks.position_channel import PositionChannelAttack
 from regionattack.attacks.region_attack import RegionAttack
 from regionattack.attacks.region_pgd import RegionPGD
+from regionattack.attacks.segpgd import SegPGD
 
-__all__ = ["PositionChannelAttack", "RegionAttack", "RegionPGD", "SegmentationAttack"]
+__all__ = [
+    "CosPGD",
+    "PositionChannelAttack",
+    "RegionAttack",
+    "RegionPGD",
+    "SegPGD",
+    "SegmentationAttack",
+]

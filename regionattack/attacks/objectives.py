@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
-from regionattack.ranking import pixel_loss
+from regionattack._checks import IGNORE_INDEX
+from regionattack.ranking import mean_weights, pixel_loss
+from regionattack.regions import RegionLike, as_mask
 
 
 def weighted_cross_entropy(
@@ -21,6 +24,32 @@ def weighted_cross_entropy(
         [0.6931471824645996]
     """
     return (pixel_loss(logits, targets) * weights).flatten(1).sum(dim=1)
+
+
+def region_mean_weights(region: RegionLike | None, targets: torch.Tensor) -> torch.Tensor:
+    """Pixel weights (N, H, W) that average over the valid pixels of ``region``.
+
+    Pixels outside the region and pixels labelled 255 get 0; the others ``1 / count``, where
+    ``count`` is the number of valid region pixels of that image (an image with none gets all 0).
+
+    Args:
+        region: Region name or mask (see :func:`regionattack.regions.as_mask`); None is the whole
+            image.
+        targets: (N, H, W) int64 labels or target map, 255 = ignore.
+
+    Raises:
+        ValueError: If the region mask is empty or does not match the targets.
+
+    Example:
+        >>> region_mean_weights("left", torch.tensor([[[255, 1], [0, 1]]])).tolist()
+        [[[0.0, 0.0], [1.0, 0.0]]]
+    """
+    size = tuple(targets.shape[-2:])
+    if region is None:
+        inside = torch.ones(1, *size, dtype=torch.bool, device=targets.device)
+    else:
+        inside = as_mask(region, size, targets.shape[0], targets.device)
+    return mean_weights(inside[None], targets != IGNORE_INDEX)[0]
 
 
 def channel_distance(
@@ -68,3 +97,86 @@ def project(
     if allowed is not None:
         delta = delta * allowed[:, None].to(delta.dtype)
     return (images + delta).clamp(0, 1) - images
+
+
+def _logits_at(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Detached float logits at the targets' size (resized bilinearly, like :func:`pixel_loss`)."""
+    logits = logits.detach().float()
+    if logits.shape[-2:] != targets.shape[-2:]:
+        logits = F.interpolate(
+            logits, size=targets.shape[-2:], mode="bilinear", align_corners=False
+        )
+    return logits
+
+
+def segpgd_weights(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    step: int,
+    steps: int,
+    targeted: bool = False,
+) -> torch.Tensor:
+    r"""Per-pixel SegPGD scales (N, H, W) for step ``step`` (0-based) of ``steps``.
+
+    Follows Gu et al., "SegPGD: An Effective and Efficient Adversarial Attack for Evaluating and
+    Boosting Segmentation Robustness" (ECCV 2022), in the form of ``segpgd_scale`` of the cospgd
+    package (Agnihotri et al.): with :math:`\lambda_t = t / (2T)` (the paper's
+    :math:`(t - 1) / (2T)` for 1-based steps), a pixel whose current
+    prediction equals its target gets :math:`1 - \lambda_t` and any other pixel :math:`\lambda_t`;
+    targeted attacks swap the two. Pixels labelled 255 get 0. The scales carry no gradient.
+    ``sum(segpgd_weights(...) * CE) / (H * W)`` is cospgd's ``segpgd_scale`` (sum over the batch).
+
+    Args:
+        logits: (N, K, h, w) logits; resized to the targets' size when they differ.
+        targets: (N, H, W) int64 labels or target map, 255 = ignore.
+        step: Current step ``t`` in ``[0, steps)``.
+        steps: Total number of steps ``T``.
+        targeted: Swap the weights of the two pixel groups (correct: target reached).
+
+    Returns:
+        Float32 tensor (N, H, W).
+
+    Example:
+        >>> logits = torch.tensor([[[[2.0, 0.0, 0.0]], [[0.0, 2.0, 2.0]]]])  # predicts 0, 1, 1
+        >>> segpgd_weights(logits, torch.tensor([[[0, 0, 255]]]), step=1, steps=2).tolist()
+        [[[0.75, 0.25, 0.0]]]
+    """
+    lam = step / (2 * steps)
+    correct = _logits_at(logits, targets).argmax(dim=1) == targets
+    if targeted:
+        correct = ~correct
+    weights = torch.where(correct, 1.0 - lam, lam)
+    return weights * (targets != IGNORE_INDEX)
+
+
+def cospgd_weights(
+    logits: torch.Tensor, targets: torch.Tensor, targeted: bool = False
+) -> torch.Tensor:
+    """Per-pixel CosPGD scales (N, H, W): cosine similarity of softmax and one-hot target.
+
+    Follows Agnihotri et al., "CosPGD: a unified white-box adversarial attack for pixel-wise
+    prediction tasks" (arXiv:2302.02213, 2023), as ``cospgd_scale`` of the cospgd package
+    computes it for segmentation: ``cos(softmax(logits), one_hot(targets))`` untargeted, one
+    minus that targeted, detached. Against a one-hot vector the cosine is ``p_target / ||p||_2``.
+    Pixels labelled 255 get 0 (their label is clamped before the lookup, so they do not crash).
+    ``cospgd_weights(...) * CE`` is cospgd's ``cospgd_scale(..., one_hot=True)``.
+
+    Args:
+        logits: (N, K, h, w) logits; resized to the targets' size when they differ.
+        targets: (N, H, W) int64 labels or target map, 255 = ignore.
+        targeted: Return ``1 - cos`` (reward moving towards the target).
+
+    Returns:
+        Float32 tensor (N, H, W) in [0, 1].
+
+    Example:
+        >>> logits = torch.zeros(1, 2, 1, 3)  # uniform softmax: cos = 0.5 / sqrt(0.5)
+        >>> weights = cospgd_weights(logits, torch.tensor([[[0, 1, 255]]]))
+        >>> [round(v, 4) for v in weights.flatten().tolist()]
+        [0.7071, 0.7071, 0.0]
+    """
+    probs = _logits_at(logits, targets).softmax(dim=1)
+    index = targets.clamp(max=probs.shape[1] - 1)[:, None]
+    cosine = probs.gather(1, index)[:, 0] / probs.norm(dim=1)
+    weights = 1.0 - cosine if targeted else cosine
+    return weights * (targets != IGNORE_INDEX)

@@ -106,7 +106,8 @@ def _examples(out: Path, attacks: list[dict]) -> tuple | None:
         path = out / "examples" / f"{row['attack']}-{eps}.pt"
         if row["eps_255"] != eps or not path.exists():
             continue
-        images, labels, preds = torch.load(path, weights_only=True)
+        images, labels, clean, preds = torch.load(path, weights_only=True)
+        predictions["clean"] = clean
         predictions[f"{row['attack']} {eps}/255"] = preds
     return (images, labels, predictions) if predictions else None
 

@@ -414,6 +414,7 @@ def _run(config: BenchConfig, workers: Workers, load_dataset, check_size_divisib
                 description=f"{name} eps {eps}/255",
                 max_images=attack_images,
                 whole_image_labels=name == "PGD",
+                seed=config.seed,
             )
             if workers.is_main and outcome.examples is not None:
                 examples = out / "examples" / f"{name}-{eps}.pt"

@@ -14,12 +14,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
-from torch.utils.data import Dataset
 
-from regionattack._checks import IGNORE_INDEX, check_choice, check_positive_int
+from regionattack._checks import IGNORE_INDEX, check_choice
+from regionattack.data._io import LabelledImages, lookup_table, shown
 
 CAMVID_CLASSES = (
     "sky",
@@ -37,14 +35,6 @@ CAMVID_CLASSES = (
 CAMVID_VOID = 11
 SPLITS = ("train", "val", "test")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-
-
-def _check_size(size: object) -> tuple[int, int] | None:
-    if size is None:
-        return None
-    if not isinstance(size, (tuple, list, torch.Size)) or len(size) != 2:
-        raise ValueError(f"size must be None or (height, width); got {size!r}")
-    return check_positive_int(size[0], "height"), check_positive_int(size[1], "width")
 
 
 def _files(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
@@ -79,6 +69,7 @@ def camvid_pairs(root: str | os.PathLike, split: str = "train") -> list[tuple[Pa
 
     Example:
         >>> import tempfile
+        >>> from PIL import Image
         >>> root = Path(tempfile.mkdtemp())
         >>> (root / "val").mkdir(); (root / "valannot").mkdir()
         >>> Image.new("RGB", (4, 3)).save(root / "val" / "a.png")
@@ -103,55 +94,14 @@ def camvid_pairs(root: str | os.PathLike, split: str = "train") -> list[tuple[Pa
         raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {image_dir}")
     missing = [stem for stem in images if stem not in labels]
     if missing:
-        shown = ", ".join(images[stem].name for stem in missing[:5])
-        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
         raise ValueError(
             f"{len(missing)} image(s) in {image_dir} have no label <stem>.png in {label_dir}: "
-            f"{shown}{more}"
+            f"{shown([images[stem].name for stem in missing])}"
         )
     return [(images[stem], labels[stem]) for stem in sorted(images)]
 
 
-def _load_image(path: Path, size: tuple[int, int] | None) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Return the image as float (3, H, W) in [0, 1] and its size on disk as (width, height)."""
-    with Image.open(path) as image:
-        original = image.size
-        image = image.convert("RGB")
-        if size is not None and image.size != (size[1], size[0]):
-            image = image.resize((size[1], size[0]), Image.BILINEAR)
-        array = np.array(image, dtype=np.uint8)
-    return torch.from_numpy(array).permute(2, 0, 1).float().div_(255), original
-
-
-def _load_label(
-    path: Path, size: tuple[int, int] | None, expected: tuple[int, int]
-) -> torch.Tensor:
-    with Image.open(path) as label:
-        if label.mode not in ("L", "P"):
-            raise ValueError(
-                f"label {path} must be a single-channel PNG (mode L or P) of class ids; "
-                f"got mode {label.mode}"
-            )
-        if label.size != expected:
-            raise ValueError(
-                f"label {path} is {label.size[0]}x{label.size[1]} (WxH) but its image is "
-                f"{expected[0]}x{expected[1]}"
-            )
-        if size is not None and label.size != (size[1], size[0]):
-            label = label.resize((size[1], size[0]), Image.NEAREST)
-        array = np.asarray(label, dtype=np.uint8)
-    values = torch.from_numpy(array.astype(np.int64))
-    bad = (values > CAMVID_VOID) & (values != IGNORE_INDEX)
-    if bool(bad.any()):
-        raise ValueError(
-            f"label {path} holds value {int(values[bad].max())}; CamVid labels must be class ids "
-            f"0-{CAMVID_VOID - 1}, {CAMVID_VOID} (void) or {IGNORE_INDEX}"
-        )
-    values[values == CAMVID_VOID] = IGNORE_INDEX
-    return values
-
-
-class CamVid(Dataset):
+class CamVid(LabelledImages):
     """CamVid (SegNet layout) as a map-style dataset of ``(image, label)`` pairs.
 
     Images are float32 (3, H, W) in [0, 1]; labels are int64 (H, W) with class ids 0-10 and 255
@@ -172,6 +122,8 @@ class CamVid(Dataset):
 
     Example:
         >>> import tempfile
+        >>> import numpy as np
+        >>> from PIL import Image
         >>> root = Path(tempfile.mkdtemp())
         >>> (root / "train").mkdir(); (root / "trainannot").mkdir()
         >>> Image.new("RGB", (8, 6), (255, 0, 0)).save(root / "train" / "a.jpg")
@@ -182,6 +134,12 @@ class CamVid(Dataset):
     """
 
     classes = CAMVID_CLASSES
+    _table = lookup_table({**{i: i for i in range(CAMVID_VOID)}, CAMVID_VOID: IGNORE_INDEX})
+    _rule = (
+        f"CamVid labels must be class ids 0-{CAMVID_VOID - 1}, {CAMVID_VOID} (void) or "
+        f"{IGNORE_INDEX}"
+    )
+    _find_pairs = staticmethod(camvid_pairs)
 
     def __init__(
         self,
@@ -190,26 +148,7 @@ class CamVid(Dataset):
         size: tuple[int, int] | None = None,
         max_images: int | None = None,
     ):
-        self.root = Path(root)
-        self.split = split
-        self.size = _check_size(size)
-        if max_images is not None:
-            check_positive_int(max_images, "max_images")
-        self.pairs = camvid_pairs(self.root, split)[:max_images]
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image_path, label_path = self.pairs[index]
-        image, original = _load_image(image_path, self.size)
-        return image, _load_label(label_path, self.size, original)
-
-    def __repr__(self) -> str:
-        return (
-            f"CamVid(root={str(self.root)!r}, split={self.split!r}, size={self.size}, "
-            f"images={len(self)})"
-        )
+        super().__init__(root, split, size, max_images)
 
 
 def load_camvid(
@@ -235,6 +174,8 @@ def load_camvid(
 
     Example:
         >>> import tempfile
+        >>> import numpy as np
+        >>> from PIL import Image
         >>> root = Path(tempfile.mkdtemp())
         >>> (root / "val").mkdir(); (root / "valannot").mkdir()
         >>> for stem in ("b", "a"):

@@ -1,7 +1,24 @@
-"""Model builders (a fixed registry, offline), a training loop, and tiny segmenters for tests."""
+"""Model builders (a fixed registry, offline), checkpoint loading, a training loop, tiny segmenters."""
 
+from regionattack.models.checkpoints import (
+    build_from_checkpoint,
+    convert_paper_state_dict,
+    load_weights,
+    read_state_dict,
+    save_checkpoint,
+)
 from regionattack.models.tiny import PlantedPositionSegmenter, TinySegmenter
 from regionattack.models.training import train_segmenter
 from regionattack.models.zoo import build_model
 
-__all__ = ["PlantedPositionSegmenter", "TinySegmenter", "build_model", "train_segmenter"]
+__all__ = [
+    "PlantedPositionSegmenter",
+    "TinySegmenter",
+    "build_from_checkpoint",
+    "build_model",
+    "convert_paper_state_dict",
+    "load_weights",
+    "read_state_dict",
+    "save_checkpoint",
+    "train_segmenter",
+]

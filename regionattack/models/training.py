@@ -111,7 +111,9 @@ def _batches(
             yield images[index], labels[index]
         return
     if labels is not None:
-        raise ValueError("labels= is only accepted with a tensor of images; the dataset yields them")
+        raise ValueError(
+            "labels= is only accepted with a tensor of images; the dataset yields them"
+        )
     if len(images) == 0:
         raise ValueError("the dataset is empty")
     sampler = RandomSampler(

@@ -1,8 +1,19 @@
 """Build segmentation models by name from a fixed registry; nothing is downloaded.
 
-Names are ``"smp:<Architecture>:<encoder>"`` (segmentation_models_pytorch, e.g.
-``"smp:DeepLabV3:resnet18"``) or ``"torchvision:<builder>"`` (e.g. ``"torchvision:deeplabv3_resnet50"``).
-Weights are random; load a checkpoint yourself or with the benchmarks' loaders.
+Names come in three families:
+
+* ``"smp:<Architecture>:<encoder>"``: segmentation_models_pytorch (e.g. ``"smp:DeepLabV3:resnet18"``);
+* ``"torchvision:<builder>"``: torchvision's segmentation models (e.g.
+  ``"torchvision:deeplabv3_resnet50"``);
+* ``"paper:<builder>"``: the DeepLabV3 of the paper's official code, which follows
+  VainF/DeepLabV3Plus-Pytorch: a dilated torchvision ResNet backbone returning ``layer4`` as
+  ``"out"`` (output stride 16 by default, or 8) and a DeepLabV3 head without auxiliary classifier
+  (ASPP rates (6, 12, 18) at stride 16, (12, 24, 36) at stride 8). It is a torchvision
+  ``DeepLabV3``, so its latent is ``backbone["out"]`` like torchvision's models, and it returns
+  ``{"out": logits}``.
+
+Weights are random; load a checkpoint with :func:`regionattack.models.load_weights` (which also
+reads the paper's/VainF's checkpoints) or :func:`regionattack.models.build_from_checkpoint`.
 """
 
 from __future__ import annotations
@@ -29,24 +40,38 @@ TORCHVISION_MODELS = (
     "fcn_resnet101",
     "lraspp_mobilenet_v3_large",
 )
+PAPER_MODELS = ("deeplabv3_resnet50", "deeplabv3_resnet101")
+PAPER_OPTIONS = ("output_stride",)
+# output stride -> (ResNet replace_stride_with_dilation, ASPP atrous rates), as in VainF's modeling.py
+_PAPER_STRIDES = {
+    8: ((False, True, True), (12, 24, 36)),
+    16: ((False, False, True), (6, 12, 18)),
+}
 
 
 def build_model(name: str, num_classes: int, **options: object) -> nn.Module:
     """Return a randomly initialised segmentation model.
 
     Args:
-        name: ``"smp:<Architecture>:<encoder>"`` or ``"torchvision:<builder>"``.
+        name: ``"smp:<Architecture>:<encoder>"``, ``"torchvision:<builder>"`` or
+            ``"paper:<builder>"`` with builder ``deeplabv3_resnet50`` or ``deeplabv3_resnet101``.
         num_classes: Number of output classes.
         **options: Passed to the constructor (e.g. ``encoder_output_stride=16`` for smp DeepLabV3).
+            Paper models take only ``output_stride`` (16, the default, or 8).
 
     Raises:
         ValueError: If the family, architecture or builder is unknown (the message lists the
-            choices) or the encoder is not one segmentation_models_pytorch knows.
+            choices), the encoder is not one segmentation_models_pytorch knows, or a paper model
+            gets an unknown option or an output stride other than 8 or 16.
 
     Example:
         >>> net = build_model("smp:FPN:resnet18", num_classes=4)
         >>> type(net).__name__, net.segmentation_head[0].out_channels
         ('FPN', 4)
+        >>> import torch
+        >>> net = build_model("paper:deeplabv3_resnet50", num_classes=3).eval()
+        >>> net(torch.rand(1, 3, 32, 32))["out"].shape
+        torch.Size([1, 3, 32, 32])
     """
     check_positive_int(num_classes, "num_classes")
     family, _, rest = name.partition(":")
@@ -74,4 +99,31 @@ def build_model(name: str, num_classes: int, **options: object) -> nn.Module:
         return getattr(segmentation, rest)(
             weights=None, weights_backbone=None, num_classes=num_classes, **options
         )
-    raise ValueError(f"model names start with 'smp:' or 'torchvision:'; got {name!r}")
+    if family == "paper":
+        if rest not in PAPER_MODELS:
+            raise ValueError(f"paper models are one of {list(PAPER_MODELS)}; got {rest!r}")
+        return _paper_deeplabv3(rest.removeprefix("deeplabv3_"), num_classes, **options)
+    raise ValueError(f"model names start with 'smp:', 'torchvision:' or 'paper:'; got {name!r}")
+
+
+def _paper_deeplabv3(backbone_name: str, num_classes: int, **options: object) -> nn.Module:
+    """Build VainF's DeepLabV3 (ResNet backbone, no auxiliary head) from torchvision parts."""
+    from torchvision import models
+    from torchvision.models._utils import IntermediateLayerGetter
+    from torchvision.models.segmentation.deeplabv3 import DeepLabHead, DeepLabV3
+
+    unknown = sorted(set(options) - set(PAPER_OPTIONS))
+    if unknown:
+        raise ValueError(f"paper models take options {list(PAPER_OPTIONS)}; got {unknown}")
+    output_stride = options.get("output_stride", 16)
+    if isinstance(output_stride, bool) or output_stride not in tuple(_PAPER_STRIDES):
+        raise ValueError(
+            f"output_stride must be one of {list(_PAPER_STRIDES)}; got {output_stride!r}"
+        )
+    dilation, rates = _PAPER_STRIDES[output_stride]
+    resnet = getattr(models, backbone_name)(
+        weights=None, replace_stride_with_dilation=list(dilation)
+    )
+    backbone = IntermediateLayerGetter(resnet, return_layers={"layer4": "out"})
+    classifier = DeepLabHead(2048, num_classes, atrous_rates=rates)
+    return DeepLabV3(backbone, classifier, None)
