@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from regionattack.attacks.base import SegmentationAttack
-from regionattack.attacks.objectives import (
-    region_mean_weights,
-    segpgd_weights,
-    weighted_cross_entropy,
-)
-from regionattack.latent import model_logits
-from regionattack.regions import RegionLike, as_mask
+from regionattack.attacks.objectives import segpgd_weights
+from regionattack.attacks.pixel_weighted import PixelWeightedPGD
 
 
-class SegPGD(SegmentationAttack):
+class SegPGD(PixelWeightedPGD):
     r"""L-inf PGD on the SegPGD loss: cross-entropy re-weighted between right and wrong pixels.
 
     Gu et al., "SegPGD: An Effective and Efficient Adversarial Attack for Evaluating and Boosting
@@ -58,55 +51,6 @@ class SegPGD(SegmentationAttack):
         (True, torch.Size([1, 3, 64, 64]))
     """
 
-    def __init__(
-        self,
-        model: nn.Module,
-        region: RegionLike | None = None,
-        *,
-        eps: float = 8 / 255,
-        alpha: float = 2 / 255,
-        steps: int = 10,
-        random_start: bool = True,
-        perturb_region: RegionLike | None = None,
-        seed: int | None = None,
-    ):
-        super().__init__(
-            "SegPGD",
-            model,
-            eps=eps,
-            alpha=alpha,
-            steps=steps,
-            random_start=random_start,
-            seed=seed,
-        )
-        for value in (region, perturb_region):
-            if isinstance(value, str):
-                as_mask(value, (2, 2))  # validates the name now rather than on the first call
-        self.region = region
-        self.perturb_region = perturb_region
-
-    def forward(
-        self,
-        images: torch.Tensor,
-        labels: torch.Tensor | None = None,
-        region: RegionLike | None = None,
-    ) -> torch.Tensor:
-        """Return adversarial images; ``region`` overrides the attack's region for this batch."""
-        original = images
-        images, labels, clean = self.prepare(images, labels)
-        targets = self.attack_targets(images, labels, clean)
-        weights = region_mean_weights(self.region if region is None else region, targets)
-        allowed = None
-        if self.perturb_region is not None:
-            allowed = as_mask(
-                self.perturb_region, tuple(images.shape[-2:]), images.shape[0], images.device
-            )
-        network = self.network()
-        sign = -1.0 if self.targeted else 1.0
-
-        def objective(adv: torch.Tensor, step: int) -> torch.Tensor:
-            logits = model_logits(network(adv))
-            scale = segpgd_weights(logits, targets, step, self.steps, self.targeted)
-            return sign * weighted_cross_entropy(logits, targets, weights * scale)
-
-        return self.finish(self.pgd(images, objective, allowed), original)
+    def pixel_scale(self, logits: torch.Tensor, targets: torch.Tensor, step: int) -> torch.Tensor:
+        """SegPGD's weights: ``1 - lambda_t`` on pixels still right, ``lambda_t`` on the others."""
+        return segpgd_weights(logits, targets, step, self.steps, self.targeted)

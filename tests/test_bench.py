@@ -1,0 +1,243 @@
+"""``regionattack bench`` end to end on a tiny CamVid folder: schema, report, resume, torchrun."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from regionattack.bench import runner
+from regionattack.bench.runner import BenchConfig, run_benchmark
+from regionattack.cli import main
+from regionattack.models import build_model, save_checkpoint
+
+SIZE = (32, 48)
+OPTIONS = {"encoder_output_stride": 16, "decoder_channels": 16, "decoder_atrous_rates": [2, 4, 6]}
+
+
+@pytest.fixture(scope="module")
+def camvid(tmp_path_factory) -> Path:
+    """Six 32x48 CamVid images in the SegNet layout (.jpg images, PNG labels with void = 11)."""
+    root = tmp_path_factory.mktemp("camvid")
+    rng = np.random.default_rng(0)
+    (root / "val").mkdir()
+    (root / "valannot").mkdir()
+    for i in range(6):
+        image = rng.integers(0, 256, (SIZE[0], SIZE[1], 3), dtype=np.uint8)
+        Image.fromarray(image).save(root / "val" / f"frame{i:02d}.jpg")
+        label = np.zeros(SIZE, np.uint8)
+        label[:, SIZE[1] // 2 :] = 3  # road on the right, sky on the left
+        label[:4] = 11  # void band
+        label[10:20, 5:15] = 8
+        Image.fromarray(label).save(root / "valannot" / f"frame{i:02d}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """A randomly initialised DeepLabV3-ResNet18 saved as benchmarks/train.py saves it."""
+    torch.manual_seed(0)
+    model = build_model("smp:DeepLabV3:resnet18", 11, **OPTIONS)
+    path = tmp_path_factory.mktemp("checkpoint") / "model.pt"
+    meta = {
+        "architecture": "smp:DeepLabV3:resnet18",
+        "options": OPTIONS,
+        "classes": [str(i) for i in range(11)],
+        "size": list(SIZE),
+        "mean": [0.485, 0.456, 0.406],
+        "std": [0.229, 0.224, 0.225],
+    }
+    save_checkpoint(path, model, meta)
+    return path
+
+
+def bench_args(camvid: Path, checkpoint: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "--dataset",
+        "camvid",
+        "--root",
+        str(camvid),
+        "--checkpoint",
+        str(checkpoint),
+        "--eps",
+        "8",
+        "--attack-steps",
+        "2",
+        "--random-draws",
+        "2",
+        "--fidelity-channels",
+        "5",
+        "--out",
+        str(out),
+        "--quiet",
+        *extra,
+    ]
+
+
+def numbers(results: dict) -> dict:
+    """The measured values of a results file, without timings."""
+    attacks = [
+        {k: v for k, v in row.items() if k != "seconds_per_image"} for row in results["attacks"]
+    ]
+    fidelity = {k: v for k, v in results["fidelity"].items() if k != "seconds"}
+    return {
+        "clean": results["clean"],
+        "ablation": results["ablation"],
+        "attacks": attacks,
+        "fidelity": fidelity,
+    }
+
+
+@pytest.fixture(scope="module")
+def full_run(camvid, checkpoint, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("bench") / "full"
+    assert main(["bench", *bench_args(camvid, checkpoint, out)]) == 0
+    return out
+
+
+def test_results_follow_the_documented_schema(full_run):
+    results = json.loads((full_run / "results.json").read_text())
+    assert set(results["clean"]) >= {"miou", "miou_left", "miou_right", "miou_center"}
+    ablation = results["ablation"]
+    assert {row["ranking"] for row in ablation} == {"none", "flip", "gradient", "random"}
+    assert {row["region"] for row in ablation} == {"overall", "left", "right", "cell"}
+    for row in ablation:
+        assert set(row) >= {"ranking", "region", "k", "seed", "miou", "miou_left", "miou_right"}
+        assert 0.0 <= row["miou"] <= 1.0
+    # 512 channels: k in {6, 13, 26, 52, 103}; 2 random draws per k.
+    randoms = [row for row in ablation if row["ranking"] == "random"]
+    assert sorted({row["k"] for row in randoms}) == [6, 13, 26, 52, 103]
+    assert len(randoms) == 10
+    clean_row = next(row for row in ablation if row["k"] == 0)
+    assert clean_row["miou"] == pytest.approx(results["clean"]["miou"])
+    names = [row["attack"] for row in results["attacks"]]
+    assert names == list(runner.ATTACKS)
+    for row in results["attacks"]:
+        assert set(row) >= {
+            "attack",
+            "eps",
+            "region",
+            "miou_inside",
+            "miou_outside",
+            "linf",
+            "seconds_per_image",
+        }
+        assert row["linf"] <= 8 / 255 + 1e-6
+        assert row["images"] == 6
+    assert len(results["fidelity"]["channels"]) == 5
+    meta = results["meta"]
+    assert meta["environment"]["torch"] == torch.__version__
+    assert meta["model"]["latent_channels"] == 512
+    assert results["ablation_timings"]["speedup"] > 0
+
+
+def test_report_and_figures_are_written(full_run):
+    report = (full_run / "report.md").read_text()
+    for heading in ("Clean mIoU", "Overall position channels", "Input attacks", "fidelity"):
+        assert heading in report
+    for figure in ("ablation.png", "regions.png", "attacks.png", "examples.png", "fidelity.png"):
+        assert (full_run / figure).stat().st_size > 5_000, figure
+        assert f"({figure})" in report
+
+
+def test_interrupted_run_resumes_with_the_same_numbers(
+    camvid, checkpoint, full_run, tmp_path, monkeypatch
+):
+    out = tmp_path / "resumed"
+    real_run_attack = runner.run_attack
+    calls: list[str] = []
+
+    def interrupted(*args, **kwargs):
+        calls.append(kwargs["description"])
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # as Ctrl-C in the middle of the third attack
+        return real_run_attack(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "run_attack", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        main(["bench", *bench_args(camvid, checkpoint, out)])
+    partial = json.loads((out / "results.json").read_text())  # valid JSON, finished units only
+    assert [row["attack"] for row in partial["attacks"]] == list(runner.ATTACKS[:2])
+    assert "fidelity" not in partial
+    assert not list(out.glob(".*.tmp"))
+
+    calls.clear()
+    monkeypatch.setattr(
+        runner, "run_attack", lambda *a, **k: calls.append(1) or real_run_attack(*a, **k)
+    )
+    assert main(["bench", *bench_args(camvid, checkpoint, out)]) == 0
+    assert len(calls) == len(runner.ATTACKS) - 2  # finished attacks were skipped
+    resumed = json.loads((out / "results.json").read_text())
+    assert numbers(resumed) == numbers(json.loads((full_run / "results.json").read_text()))
+
+
+def test_another_configuration_is_refused(camvid, checkpoint, full_run, capsys):
+    args = bench_args(camvid, checkpoint, full_run, "--attack-steps", "3")
+    assert main(["bench", *args]) == 2
+    assert "differs in: attack_steps" in capsys.readouterr().err
+
+
+def test_model_without_classes_matching_the_dataset_is_refused(camvid, tmp_path):
+    config = BenchConfig(
+        dataset="camvid",
+        root=str(camvid),
+        out=str(tmp_path),
+        model="smp:FPN:resnet18",
+        num_classes=4,
+        size=(32, 64),  # FPN needs multiples of 32
+        progress=False,
+    )
+    with pytest.raises(ValueError, match="predicts 4 classes but camvid has 11"):
+        run_benchmark(config)
+
+
+def test_size_must_suit_the_output_stride(camvid, checkpoint, tmp_path, capsys):
+    args = bench_args(camvid, checkpoint, tmp_path, "--size", "30x48")
+    assert main(["bench", *args]) == 2
+    assert "not divisible by the model's output stride 16" in capsys.readouterr().err
+
+
+def test_two_processes_under_torchrun_give_the_single_process_numbers(camvid, checkpoint, tmp_path):
+    """Sharded over 2 gloo processes; batch size 1 so every image is computed alike."""
+    args = bench_args(camvid, checkpoint, tmp_path / "one", "--batch-size", "1")
+    assert main(["bench", *args]) == 0
+    two = bench_args(camvid, checkpoint, tmp_path / "two", "--batch-size", "1")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "regionattack.cli",
+        "bench",
+        *two,
+    ]
+    completed = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    single = numbers(json.loads((tmp_path / "one" / "results.json").read_text()))
+    sharded = numbers(json.loads((tmp_path / "two" / "results.json").read_text()))
+    assert sharded["clean"] == single["clean"]
+    assert sharded["ablation"] == single["ablation"]
+    for a, b in zip(sharded["attacks"], single["attacks"], strict=True):
+        assert a.keys() == b.keys()
+        for key, value in a.items():
+            expected = (
+                pytest.approx(b[key], rel=1e-6, abs=1e-9) if isinstance(value, float) else b[key]
+            )
+            assert value == expected, (a["attack"], key)
+    assert sharded["fidelity"]["channels"] == single["fidelity"]["channels"]
+    # Losses (~2.4 per pixel) agree to float32 rounding; the thread count differs between runs.
+    assert sharded["fidelity"]["exact_damage"] == pytest.approx(
+        single["fidelity"]["exact_damage"], abs=1e-6
+    )
+    meta = json.loads((tmp_path / "two" / "results.json").read_text())["meta"]
+    assert meta["environment"]["world_size"] == 2
