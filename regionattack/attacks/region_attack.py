@@ -60,6 +60,8 @@ class RegionAttack(SegmentationAttack):
         layer: Latent layer name (default: the architecture's).
         perturb_region: Where the perturbation may be non-zero (default: everywhere).
         outside_weight: Weight of the term that preserves the prediction outside the region.
+        keep_best: End each image at the iterate with the highest objective rather than the last
+            (one more forward pass).
         seed: Seed for the random start.
 
     Example:
@@ -87,6 +89,7 @@ class RegionAttack(SegmentationAttack):
         layer: str | None = None,
         perturb_region: RegionLike | None = None,
         outside_weight: float = 1.0,
+        keep_best: bool = False,
         seed: int | None = None,
     ):
         super().__init__(
@@ -118,6 +121,7 @@ class RegionAttack(SegmentationAttack):
         self.k = k
         self.perturb_region = perturb_region
         self.outside_weight = check_nonnegative_float(outside_weight, "outside_weight")
+        self.keep_best = bool(keep_best)
 
     def select_channels(
         self,
@@ -200,4 +204,4 @@ class RegionAttack(SegmentationAttack):
                 loss = loss - channel_distance(z, ablated, torch.ones_like(selected), scale)
             return loss
 
-        return self.finish(self.pgd(images, objective, allowed), original)
+        return self.finish(self.pgd(images, objective, allowed, keep_best=self.keep_best), original)
