@@ -19,7 +19,6 @@ end; an interrupted run leaves no file.
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import logging
 import sys
@@ -29,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from regionattack.cli import parse_floats, parse_size
+from regionattack.cli import parse_floats, parse_option, parse_size
 from regionattack.data import DATASETS, check_size_divisible, load_dataset
 from regionattack.demo import IMAGENET_MEAN, IMAGENET_STD
 from regionattack.metrics import ConfusionMatrix
@@ -37,17 +36,6 @@ from regionattack.models import build_model, save_checkpoint, train_segmenter
 from regionattack.normalization import with_normalization
 
 logger = logging.getLogger("regionattack.train")
-
-
-def parse_option(text: str) -> tuple[str, object]:
-    """``"name=value"`` with a Python literal value (``"rates=(2, 4)"``) or a bare string."""
-    name, sep, value = text.partition("=")
-    if not sep or not name.isidentifier():
-        raise argparse.ArgumentTypeError(f"options are NAME=VALUE; got {text!r}")
-    try:
-        return name, ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        return name, value
 
 
 def build_parser() -> argparse.ArgumentParser:

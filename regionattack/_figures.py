@@ -83,7 +83,7 @@ def plot_attacks(
     num_classes: int,
     path: str | Path,
     *,
-    region: str = "left",
+    region: regions.RegionLike = "left",
     rows: int = 3,
 ) -> None:
     """Image, labels, clean prediction and each attack's prediction, with the region outlined."""
@@ -92,7 +92,7 @@ def plot_attacks(
     fig, axes = plt.subplots(
         rows, len(names) + 2, figsize=(2.2 * (len(names) + 2), 1.9 * rows), squeeze=False
     )
-    mask = regions.named(region, tuple(images.shape[-2:])).numpy()
+    mask = regions.as_mask(region, tuple(images.shape[-2:]))[0].numpy()
     # Spread the rows over the batch: consecutive video frames (CamVid) look alike.
     picks = torch.linspace(0, images.shape[0] - 1, rows).round().long().tolist()
     for row, i in enumerate(picks):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import logging
 import sys
 import time
@@ -32,6 +33,17 @@ def parse_floats(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(
             f"expected comma-separated numbers, e.g. 0.485,0.456,0.406; got {text!r}"
         ) from None
+
+
+def parse_option(text: str) -> tuple[str, object]:
+    """``"name=value"`` -> ``(name, value)``; the value is a Python literal or else a string."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.isidentifier():
+        raise argparse.ArgumentTypeError(f"options are NAME=VALUE; got {text!r}")
+    try:
+        return name, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return name, value
 
 
 def _demo_size(text: str) -> tuple[int, int]:
@@ -109,6 +121,14 @@ def _add_bench(commands) -> None:
     )
     bench.add_argument("--num-classes", type=int, help="classes of --model")
     bench.add_argument(
+        "--option",
+        type=parse_option,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="constructor option of --model, repeatable (e.g. encoder_output_stride=16)",
+    )
+    bench.add_argument(
         "--checkpoint",
         help="weights: a state_dict, or a dict holding one under state_dict/model_state/model",
     )
@@ -179,6 +199,7 @@ def _run_bench(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=args.device,
         progress=not args.quiet,
+        extra={"options": dict(args.option)} if args.option else {},
     )
     start = time.perf_counter()
     try:

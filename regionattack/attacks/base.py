@@ -195,14 +195,10 @@ class SegmentationAttack(Attack):
         images: torch.Tensor,
         objective: Callable[[torch.Tensor, int], torch.Tensor],
         allowed: torch.Tensor | None = None,
-        *,
-        keep_best: bool = False,
     ) -> torch.Tensor:
         """Run L-inf PGD ascending ``objective(adv_images, step)``, a per-image loss (N,).
 
-        ``allowed`` (N or 1, H, W) confines where the perturbation may be non-zero. With
-        ``keep_best`` each image ends at the iterate with the highest objective (the final iterate
-        is scored with one more forward pass, ``step=steps``) instead of the last one.
+        ``allowed`` (N or 1, H, W) confines where the perturbation may be non-zero.
         """
         delta = torch.zeros_like(images)
         if self.random_start:
@@ -211,20 +207,12 @@ class SegmentationAttack(Attack):
             )
             delta = torch.rand(images.shape, generator=generator, device=images.device)
             delta = project(images, (2 * delta - 1) * self.eps, self.eps, allowed)
-        best_loss = torch.full((images.shape[0],), -torch.inf, device=images.device)
-        best_delta = delta
         with torch.enable_grad():  # also when the caller runs under torch.no_grad()
             for step in range(self.steps):
                 adv = (images + delta).requires_grad_(True)
-                losses = objective(adv, step)
-                (grad,) = torch.autograd.grad(losses.sum(), adv)
-                if keep_best:
-                    best_loss, best_delta = _better(losses, delta, best_loss, best_delta)
+                loss = objective(adv, step).sum()
+                (grad,) = torch.autograd.grad(loss, adv)
                 delta = project(images, delta + self.alpha * grad.sign(), self.eps, allowed)
-        if keep_best:
-            with torch.no_grad():
-                losses = objective(images + delta, self.steps)
-            _, delta = _better(losses, delta, best_loss, best_delta)
         return (images + delta).detach()
 
     @staticmethod
@@ -311,17 +299,6 @@ class SegmentationAttack(Attack):
 
     def _unit_range(self, images: torch.Tensor) -> torch.Tensor:
         return self.inverse_normalize(images) if self._normalization_applied is True else images
-
-
-def _better(
-    losses: torch.Tensor, delta: torch.Tensor, best_loss: torch.Tensor, best_delta: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per image, the higher of the current and the best loss so far, with its perturbation."""
-    improved = losses.detach() > best_loss
-    return (
-        torch.where(improved, losses.detach(), best_loss),
-        torch.where(improved[:, None, None, None], delta, best_delta),
-    )
 
 
 _SAVE_KEYS = ("adv_inputs", "labels", "preds", "clean_inputs")

@@ -32,7 +32,13 @@ class RegionAttack(SegmentationAttack):
 
     * ``"segmentation"``: ``CE_in(y) - outside_weight * CE_out(clean)`` where ``y`` are the labels
       (or the clean predictions when no labels are given) and ``clean`` the clean predictions;
-      targeted: ``-CE_in(target) - outside_weight * CE_out(clean)``.
+      targeted: ``-CE_in(target) - outside_weight * CE_out(clean)``. Two per-pixel weights, set
+      anew at every step from the current prediction, spend the budget where it matters: inside,
+      pixels already broken weigh ``done_weight`` instead of 1 (untargeted only), so the step
+      pushes the pixels not yet broken; outside, pixels whose prediction has
+      changed weigh ``1 + flipped_weight``, so the step restores them first. On a CamVid
+      DeepLabV3-ResNet18 these two weights raised the specificity from about 5 to about 24 at a
+      similar drop inside (docs/results/camvid.md).
     * ``"channels"``: label-free. The region's top-``k`` position channels (ranked per image on the
       batch with :func:`~regionattack.ranking.gradient_effects`, or given as ``channels``) are driven
       towards zero and the others kept at their clean values: the paper's zeroing realised as an
@@ -40,9 +46,10 @@ class RegionAttack(SegmentationAttack):
       the clean energy of the chosen channels.
     * ``"both"``: the sum of the two.
 
-    ``"segmentation"`` is the default: on the demo model and on CamVid it is by far the strongest
-    of the three and about ten times more damaging inside than outside; ``"channels"`` is more
-    specific on CamVid but weak, and ``"both"`` is dominated by its channel term (README, Results).
+    ``"segmentation"`` is the default and by far the strongest of the three on the demo model and on
+    CamVid; ``"channels"`` is weak, and ``"both"`` is dominated by its channel term (README,
+    Results). ``random_start`` is off by default: the uniform start perturbs the outside too, and
+    undoing it costs steps (specificity about 18 with it vs 24 without on CamVid).
 
     Pixels labelled 255 are never attacked or counted. ``perturb_region`` confines where the
     perturbation may be non-zero, so perturbing one part of the image to break another (an indirect
@@ -60,8 +67,8 @@ class RegionAttack(SegmentationAttack):
         layer: Latent layer name (default: the architecture's).
         perturb_region: Where the perturbation may be non-zero (default: everywhere).
         outside_weight: Weight of the term that preserves the prediction outside the region.
-        keep_best: End each image at the iterate with the highest objective rather than the last
-            (one more forward pass).
+        done_weight: Weight of inside pixels already broken ("segmentation" objective, untargeted).
+        flipped_weight: Extra weight of outside pixels whose prediction changed ("segmentation").
         seed: Seed for the random start.
 
     Example:
@@ -82,14 +89,15 @@ class RegionAttack(SegmentationAttack):
         eps: float = 8 / 255,
         alpha: float = 2 / 255,
         steps: int = 10,
-        random_start: bool = True,
+        random_start: bool = False,
         objective: str = "segmentation",
         channels: ChannelsLike | ChannelRanking | None = None,
         k: int | None = None,
         layer: str | None = None,
         perturb_region: RegionLike | None = None,
         outside_weight: float = 1.0,
-        keep_best: bool = False,
+        done_weight: float = 0.1,
+        flipped_weight: float = 4.0,
         seed: int | None = None,
     ):
         super().__init__(
@@ -121,7 +129,8 @@ class RegionAttack(SegmentationAttack):
         self.k = k
         self.perturb_region = perturb_region
         self.outside_weight = check_nonnegative_float(outside_weight, "outside_weight")
-        self.keep_best = bool(keep_best)
+        self.done_weight = check_nonnegative_float(done_weight, "done_weight")
+        self.flipped_weight = check_nonnegative_float(flipped_weight, "flipped_weight")
 
     def select_channels(
         self,
@@ -194,14 +203,19 @@ class RegionAttack(SegmentationAttack):
                 capture = edit_latent(network, lambda z: latent.update(z=z), self.layer)
                 with capture if use_channels else contextlib.nullcontext():
                     logits = model_logits(network(adv))
-                loss = sign * weighted_cross_entropy(logits, targets, inside_w)
+                predicted = logits.detach().argmax(dim=1)
+                # untargeted only: a targeted pixel that reached its target must be held there
+                done_weight = 1.0 if self.targeted else self.done_weight
+                inside_scale = torch.where(predicted != targets, done_weight, 1.0)
+                loss = sign * weighted_cross_entropy(logits, targets, inside_w * inside_scale)
                 if self.outside_weight:
+                    outside_scale = 1.0 + self.flipped_weight * (predicted != clean).float()
                     loss = loss - self.outside_weight * weighted_cross_entropy(
-                        logits, clean, outside_w
+                        logits, clean, outside_w * outside_scale
                     )
             if use_channels:
                 z = latent["z"] if use_segmentation else latent_of(network, adv, self.layer)
                 loss = loss - channel_distance(z, ablated, torch.ones_like(selected), scale)
             return loss
 
-        return self.finish(self.pgd(images, objective, allowed, keep_best=self.keep_best), original)
+        return self.finish(self.pgd(images, objective, allowed), original)

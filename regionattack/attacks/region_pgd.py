@@ -11,8 +11,8 @@ from regionattack.regions import RegionLike
 class RegionPGD(RegionAttack):
     """L-inf PGD that ascends the mean cross-entropy over the region's pixels and nothing else.
 
-    The baseline for every comparison: a :class:`RegionAttack` with ``objective="segmentation"``
-    and no term that preserves the outside. Untargeted by default; targeted with
+    The baseline for every comparison: a :class:`RegionAttack` with ``objective="segmentation"``,
+    plain cross-entropy (every pixel weighs the same) and no term that preserves the outside. Untargeted by default; targeted with
     ``set_mode_targeted_by_label``.
 
     Example:
@@ -44,6 +44,8 @@ class RegionPGD(RegionAttack):
             objective="segmentation",
             perturb_region=perturb_region,
             outside_weight=0.0,
+            done_weight=1.0,
+            flipped_weight=0.0,
             seed=seed,
         )
         self.attack = "RegionPGD"

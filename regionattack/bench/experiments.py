@@ -6,7 +6,6 @@ Every function returns numbers already summed over all processes (see
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -30,14 +29,32 @@ from regionattack.ranking import (
     ranking_from_statistics,
 )
 
-Batches = Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]]
+Batches = Callable[[int | None], Iterable[tuple[torch.Tensor, torch.Tensor]]]
+
+
+REGION_NAMES = (*regions.NAMES, "cell")
+
+
+def region_mask(name: str, size: tuple[int, int]) -> torch.Tensor:
+    """(H, W) mask of a named region; ``"cell"`` is the top-left quadrant (cell 0 of a 2 x 2 grid).
+
+    Example:
+        >>> region_mask("cell", (2, 2)).int().tolist()
+        [[1, 0], [0, 0]]
+    """
+    if name == "cell":
+        return regions.grid_cell(size, 2, 2, 0)
+    if name not in regions.NAMES:
+        raise ValueError(f"region must be one of {list(REGION_NAMES)}; got {name!r}")
+    return regions.named(name, size)
 
 
 @dataclass
 class Setting:
     """What every experiment needs: the model, this process's batches and the measured regions.
 
-    ``batches()`` yields ``(images, labels)`` of this process's shard (a fresh pass each call);
+    ``batches(limit)`` yields ``(images, labels)`` of this process's shard of the first ``limit``
+    images (all when None; a fresh pass each call);
     ``masks`` maps names to (H, W) bool masks measured alongside all pixels (for each name ``m``,
     ``not-m`` is obtained as all minus ``m``, since confusion counts add over disjoint pixels).
     """
@@ -49,10 +66,12 @@ class Setting:
     workers: Workers = field(default_factory=Workers)
     progress: bool = True
 
-    def iterate(self, description: str) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def iterate(
+        self, description: str, limit: int | None = None
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """This shard's batches on the device, with a progress bar on the main process."""
         for images, labels in tqdm(
-            self.batches(),
+            self.batches(limit),
             desc=description,
             leave=False,
             disable=not (self.progress and self.workers.is_main),
@@ -246,12 +265,7 @@ def run_attack(
     linf, l2_sum, seen, seconds = 0.0, 0.0, 0, 0.0
     examples = None
     inside = region.to(setting.workers.device)
-    for images, labels in setting.iterate(description):
-        if max_images is not None:
-            budget = math.ceil(max_images / setting.workers.world_size)
-            if seen >= budget:
-                break
-            images, labels = images[: budget - seen], labels[: budget - seen]
+    for images, labels in setting.iterate(description, max_images):
         with torch.no_grad():
             clean = setting.model(images).argmax(1)
         given = torch.where(labels == IGNORE_INDEX, clean, labels) if whole_image_labels else labels

@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from regionattack._figures import plot_ablation, plot_attacks  # noqa: E402
+from regionattack.bench.experiments import region_mask  # noqa: E402
 from regionattack.demo import format_table, summarize_ablation  # noqa: E402
 
 REGION_RANKINGS = (
@@ -55,7 +56,7 @@ def _inside_outside(clean: dict, region: str) -> tuple[float, float]:
         return clean["miou_left"], clean["miou_right"]
     if region == "right":
         return clean["miou_right"], clean["miou_left"]
-    return clean["miou_cell"], float("nan")  # the cell's outside is not kept for the clean row
+    return clean["miou_cell"], clean["miou_not_cell"]
 
 
 def plot_attack_curves(attacks: list[dict], path: Path) -> None:
@@ -224,8 +225,9 @@ def write_report(results: dict, out: Path, *, num_classes: int, region: str = "l
         examples = _examples(out, attacks)
         if examples is not None:
             images, labels, predictions = examples
+            mask = region_mask(region, tuple(images.shape[-2:]))
             plot_attacks(
-                images, labels, predictions, num_classes, out / "examples.png", region=region
+                images, labels, predictions, num_classes, out / "examples.png", region=mask
             )
             lines += ["![examples](examples.png)", ""]
     fidelity = results.get("fidelity")

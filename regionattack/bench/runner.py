@@ -23,7 +23,6 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from regionattack import regions
 from regionattack.bench.distributed import Workers, start_workers, stop_workers
 from regionattack.bench.experiments import (
     MaskedConfusions,
@@ -33,6 +32,7 @@ from regionattack.bench.experiments import (
     evaluate_clean,
     rank,
     ranking_fidelity,
+    region_mask,
     run_attack,
 )
 from regionattack.bench.store import ResultStore
@@ -41,6 +41,8 @@ from regionattack.ranking import ChannelRanking
 
 logger = logging.getLogger(__name__)
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 K_FRACTIONS = (0.01, 0.025, 0.05, 0.10, 0.20)
 ATTACKS = ("RegionAttack", "PositionChannelAttack", "RegionPGD", "SegPGD", "CosPGD", "PGD")
 # name -> (method, region); "cell" is the top-left quadrant (cell 0 of a 2 x 2 grid).
@@ -95,20 +97,18 @@ class BenchConfig:
         return record
 
 
-def _region_mask(name: str, size: tuple[int, int]) -> torch.Tensor:
-    if name == "cell":
-        return regions.grid_cell(size, 2, 2, 0)
-    return regions.named(name, size)
-
-
 def load_model(config: BenchConfig) -> tuple[torch.nn.Module, dict]:
     """The model to benchmark, behind its input normalisation, and the checkpoint's metadata."""
     from regionattack.models import build_from_checkpoint, build_model, load_weights
-    from regionattack.normalization import with_normalization
+    from regionattack.normalization import unwrap, with_normalization
 
     meta: dict = {}
     if config.checkpoint and config.model is None:
         model, meta = build_from_checkpoint(config.checkpoint)
+        if config.mean or config.std:  # the command line overrides the checkpoint's normalisation
+            mean = config.mean or meta.get("mean") or IMAGENET_MEAN
+            std = config.std or meta.get("std") or IMAGENET_STD
+            model = with_normalization(unwrap(model), mean, std)
         return model, meta
     if config.model is None or config.num_classes is None:
         raise ValueError(
@@ -117,8 +117,8 @@ def load_model(config: BenchConfig) -> tuple[torch.nn.Module, dict]:
     network = build_model(config.model, config.num_classes, **config.extra.get("options", {}))
     if config.checkpoint:
         meta = load_weights(network, config.checkpoint)
-    mean = config.mean or meta.get("mean") or (0.485, 0.456, 0.406)
-    std = config.std or meta.get("std") or (0.229, 0.224, 0.225)
+    mean = config.mean or meta.get("mean") or IMAGENET_MEAN
+    std = config.std or meta.get("std") or IMAGENET_STD
     return with_normalization(network, mean, std), meta
 
 
@@ -160,7 +160,7 @@ def _environment(workers: Workers) -> dict:
 
 
 def assemble(units: dict) -> dict:
-    """Top-level fields of ``results.json`` (see docs/results-schema.md) from the finished units."""
+    """Top-level fields of ``results.json`` (docs/benchmarks.md, schema) from the finished units."""
     record: dict = {}
     if "clean" in units:
         record["clean"] = units["clean"]
@@ -183,6 +183,8 @@ def _selections(
     generator = torch.Generator().manual_seed(seed)
     for k in ks:
         for name, ranking in rankings.items():
+            if name not in RANKINGS:
+                continue  # ranked only for PositionChannelAttack
             region = RANKINGS[name][1] or "overall"
             selections.append(Selection(ranking.method, region, k, None, ranking.top(k)))
         for draw in range(draws):
@@ -209,6 +211,7 @@ def _ablation_row(selection: Selection, confusions: MaskedConfusions, num_channe
         "miou_right": mious["not-left"],
         "miou_center": mious["center"],
         "miou_cell": mious["cell"],
+        "miou_not_cell": mious["not-cell"],
         "miou_inside": mious[inside_outside[0]] if inside_outside else None,
         "miou_outside": mious[inside_outside[1]] if inside_outside else None,
     }
@@ -314,12 +317,16 @@ def _run(config: BenchConfig, workers: Workers, load_dataset, check_size_divisib
             f"{num_classes}"
         )
     num_channels = latent_of(model, torch.zeros(1, 3, *size, device=workers.device)).shape[1]
-    shard = Subset(dataset, workers.shard(len(dataset)))
 
-    def batches():
-        return DataLoader(shard, batch_size=config.batch_size)
+    def batches(limit: int | None = None) -> DataLoader:
+        count = len(dataset) if limit is None else min(limit, len(dataset))
+        return DataLoader(Subset(dataset, workers.shard(count)), batch_size=config.batch_size)
 
-    masks = {name: _region_mask(name, size) for name in ("left", "center", "cell")}
+    attacked_region = region_mask(config.attack_region, size)  # checks the name before any work
+    unknown = [name for name in config.attacks if name not in ATTACKS]
+    if unknown:
+        raise ValueError(f"unknown attack(s) {unknown}; choose from {list(ATTACKS)}")
+    masks = {name: region_mask(name, size) for name in ("left", "center", "cell")}
     setting = Setting(model, batches, num_classes, masks, workers, config.progress)
     store = ResultStore(
         out / "results.json", config.fingerprint(), assemble=assemble, writer=workers.is_main
@@ -355,12 +362,16 @@ def _run(config: BenchConfig, workers: Workers, load_dataset, check_size_divisib
                 "miou_right": mious["not-left"],
                 "miou_center": mious["center"],
                 "miou_cell": mious["cell"],
+                "miou_not_cell": mious["not-cell"],
                 "images": len(dataset),
             },
         )
 
     rankings: dict[str, ChannelRanking] = {}
-    for name, (method, region) in RANKINGS.items():
+    wanted = dict(RANKINGS)
+    if "PositionChannelAttack" in config.attacks:  # ranks the attack's region when not listed
+        wanted.setdefault(f"gradient-{config.attack_region}", ("gradient", config.attack_region))
+    for name, (method, region) in wanted.items():
         key = f"ranking/{name}"
         path = out / "rankings" / f"{name}.json"
         if key in store and path.exists():
@@ -370,7 +381,7 @@ def _run(config: BenchConfig, workers: Workers, load_dataset, check_size_divisib
         if method == "flip" or region is None:
             rankings[name] = rank(setting, method, region)
         else:
-            rankings[name] = rank(setting, method, _region_mask(region, size))
+            rankings[name] = rank(setting, method, region_mask(region, size))
         if workers.is_main:
             path.parent.mkdir(parents=True, exist_ok=True)
             rankings[name].save(path)
@@ -399,18 +410,17 @@ def _run(config: BenchConfig, workers: Workers, load_dataset, check_size_divisib
         store.put("ablation", {"rows": rows, "timings": sweep})
 
     attack_images = config.attack_images or config.max_images
-    region_mask = _region_mask(config.attack_region, size)
     for eps in config.eps:
         for name in config.attacks:
             key = f"attack/{name}/{eps}"
             if key in store:
                 continue
             torch.manual_seed(config.seed)
-            attack = _attack(name, model, eps / 255, config, region_mask, rankings)
+            attack = _attack(name, model, eps / 255, config, attacked_region, rankings)
             outcome = run_attack(
                 setting,
                 attack,
-                region_mask,
+                attacked_region,
                 description=f"{name} eps {eps}/255",
                 max_images=attack_images,
                 whole_image_labels=name == "PGD",

@@ -1,6 +1,7 @@
 """Resumable benchmark results: one JSON file, rewritten atomically after every finished unit.
 
-A unit is a piece of work with a stable key (``"clean"``, ``"ablation"``, ``"attack/PGD/8"``...).
+Values that are not finite (an mIoU over no pixels) are stored as ``null``. A unit is a piece of
+work with a stable key (``"clean"``, ``"ablation"``, ``"attack/PGD/8"``...).
 Restarting the same command finds the file, checks that it came from the same configuration, and
 skips the keys already there. The file is replaced with ``os.replace`` from a fully written and
 flushed temporary file, so a kill at any moment leaves either the old or the new results, never a
@@ -10,6 +11,7 @@ truncated one.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -80,7 +82,7 @@ class ResultStore:
 
     def put(self, key: str, value: Any) -> None:
         """Record a finished unit and rewrite the file atomically."""
-        self.units[key] = json.loads(json.dumps(value, default=float))
+        self.units[key] = _plain(json.loads(json.dumps(value, default=float)))
         self.write()
 
     def write(self) -> None:
@@ -88,11 +90,22 @@ class ResultStore:
         if not self.writer:
             return
         record: dict[str, Any] = dict(self.assemble(self.units)) if self.assemble else {}
-        record.update(meta=self.meta, fingerprint=self.fingerprint, units=self.units)
+        record.update(meta=_plain(self.meta), fingerprint=self.fingerprint, units=self.units)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         with open(tmp, "w") as file:
-            json.dump(record, file, indent=1, default=float)
+            json.dump(record, file, indent=1, default=float, allow_nan=False)
             file.flush()
             os.fsync(file.fileno())
         os.replace(tmp, self.path)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with NaN and infinities replaced by None (strict JSON has no NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
