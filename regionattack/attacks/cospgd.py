@@ -28,18 +28,8 @@ class CosPGD(PixelWeightedPGD):
     map) or torchattacks' random / least-likely modes (targets drawn per pixel): the loss, scaled by
     ``1 - cos``, is descended, as in cospgd's ``cospgd_scale(targeted=True)``.
 
-    Args:
-        model: Segmentation model (logits as a tensor, dict ``"out"`` or tuple with masks first).
-        region: Region to attack: a name (``"left"``, ...) or a mask, see
-            :mod:`regionattack.regions`; None (default) is the whole image.
-        eps: L-inf radius. alpha: Step size. steps: Number of steps.
-        random_start: Start from a uniform random point.
-        perturb_region: Where the perturbation may be non-zero (default: everywhere).
-        seed: Seed for the random start.
-
-    Raises:
-        ValueError: If ``region`` or ``perturb_region`` is an unknown name, or a setting is out of
-            range.
+    Arguments and errors are those of
+    :class:`~regionattack.attacks.pixel_weighted.PixelWeightedPGD`.
 
     Example:
         >>> import segmentation_models_pytorch as smp, torch

@@ -16,6 +16,19 @@ class PixelWeightedPGD(SegmentationAttack):
 
     Subclasses define :meth:`pixel_scale`. ``region_weight`` averages over the valid pixels of the
     region (the whole image when ``region`` is None); pixels labelled 255 weigh 0.
+
+    Args:
+        model: Segmentation model (logits as a tensor, dict ``"out"`` or tuple with masks first).
+        region: Region to attack: a name (``"left"``, ...) or a mask, see
+            :mod:`regionattack.regions`; None (default) is the whole image.
+        eps: L-inf radius. alpha: Step size. steps: Number of steps.
+        random_start: Start from a uniform random point.
+        perturb_region: Where the perturbation may be non-zero (default: everywhere).
+        seed: Seed for the random start.
+
+    Raises:
+        ValueError: If ``region`` or ``perturb_region`` is an unknown name, or a setting is out of
+            range.
     """
 
     def __init__(

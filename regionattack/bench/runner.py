@@ -193,6 +193,18 @@ def _selections(
     return selections
 
 
+def _part_mious(mious: dict[str, float]) -> dict[str, float]:
+    """The measured parts of the image under their results.json names."""
+    return {
+        "miou": mious["all"],
+        "miou_left": mious["left"],
+        "miou_right": mious["not-left"],
+        "miou_center": mious["center"],
+        "miou_cell": mious["cell"],
+        "miou_not_cell": mious["not-cell"],
+    }
+
+
 def _ablation_row(selection: Selection, confusions: MaskedConfusions, num_channels: int) -> dict:
     mious = confusions.mious()
     inside_outside = {
@@ -206,12 +218,7 @@ def _ablation_row(selection: Selection, confusions: MaskedConfusions, num_channe
         "k": selection.k,
         "k_fraction": selection.k / num_channels,
         "seed": selection.seed,
-        "miou": mious["all"],
-        "miou_left": mious["left"],
-        "miou_right": mious["not-left"],
-        "miou_center": mious["center"],
-        "miou_cell": mious["cell"],
-        "miou_not_cell": mious["not-cell"],
+        **_part_mious(mious),
         "miou_inside": mious[inside_outside[0]] if inside_outside else None,
         "miou_outside": mious[inside_outside[1]] if inside_outside else None,
     }
@@ -356,15 +363,7 @@ def _run(config: BenchConfig, workers: Workers, load_dataset, check_size_divisib
         timings["clean_seconds"] = time.perf_counter() - mark
         store.put(
             "clean",
-            {
-                "miou": mious["all"],
-                "miou_left": mious["left"],
-                "miou_right": mious["not-left"],
-                "miou_center": mious["center"],
-                "miou_cell": mious["cell"],
-                "miou_not_cell": mious["not-cell"],
-                "images": len(dataset),
-            },
+            {**_part_mious(mious), "images": len(dataset)},
         )
 
     rankings: dict[str, ChannelRanking] = {}
