@@ -31,7 +31,7 @@ VARIANTS = {
     },
     "done_weight only": {"flipped_weight": 0.0},
     "flipped_weight only": {"done_weight": 1.0},
-    "both, random start": {"random_start": True},
+    "both, no random start": {"random_start": False},
     "both (default)": {},
     "both, outside_weight 2": {"outside_weight": 2.0},
 }

@@ -37,8 +37,8 @@ class RegionAttack(SegmentationAttack):
       pixels already broken weigh ``done_weight`` instead of 1 (untargeted only), so the step
       pushes the pixels not yet broken; outside, pixels whose prediction has
       changed weigh ``1 + flipped_weight``, so the step restores them first. On a CamVid
-      DeepLabV3-ResNet18 these two weights raised the specificity from about 5 to about 24 at a
-      similar drop inside (docs/results/camvid.md).
+      DeepLabV3-ResNet18 these two weights raised the specificity from about 5 to about 14 at a
+      similar drop inside (docs/results/camvid.md, ``benchmarks/region_attack_weights.py``).
     * ``"channels"``: label-free. The region's top-``k`` position channels (ranked per image on the
       batch with :func:`~regionattack.ranking.gradient_effects`, or given as ``channels``) are driven
       towards zero and the others kept at their clean values: the paper's zeroing realised as an
@@ -48,8 +48,7 @@ class RegionAttack(SegmentationAttack):
 
     ``"segmentation"`` is the default and by far the strongest of the three on the demo model and on
     CamVid; ``"channels"`` is weak, and ``"both"`` is dominated by its channel term (README,
-    Results). ``random_start`` is off by default: the uniform start perturbs the outside too, and
-    undoing it costs steps (specificity about 18 with it vs 24 without on CamVid).
+    Results).
 
     Pixels labelled 255 are never attacked or counted. ``perturb_region`` confines where the
     perturbation may be non-zero, so perturbing one part of the image to break another (an indirect
@@ -89,7 +88,7 @@ class RegionAttack(SegmentationAttack):
         eps: float = 8 / 255,
         alpha: float = 2 / 255,
         steps: int = 10,
-        random_start: bool = False,
+        random_start: bool = True,
         objective: str = "segmentation",
         channels: ChannelsLike | ChannelRanking | None = None,
         k: int | None = None,
