@@ -207,6 +207,13 @@ def _run_bench(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as error:
         print(f"regionattack bench: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(
+            f"regionattack bench: interrupted; finished units are in {args.out}/results.json; "
+            "run the same command again to resume",
+            file=sys.stderr,
+        )
+        return 130
     print(
         f"wall time {time.perf_counter() - start:.1f} s; report.md and results.json in {args.out}/"
     )
