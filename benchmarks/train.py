@@ -14,6 +14,13 @@ cross-entropy with 255 ignored; AdamW with warm-up and a cosine schedule. Horizo
 unless ``--hflip`` is given: they teach the network that left and right are interchangeable, which
 weakens the position information this library studies. The checkpoint is written atomically at the
 end; an interrupted run leaves no file.
+
+Two training-time defenses (:mod:`regionattack.defenses`) are available: ``--padding reflect``
+(or ``replicate``, ``circular``) trains a copy of the model whose padded convolutions no longer pad
+with zeros, and ``--augshift WEIGHT`` adds AugShift's penalty (the distance between the pooled
+latents of two views shifted by up to ``--augshift-shift`` of the image size) to the loss. Both are
+recorded in the checkpoint's metadata (``"padding"``, ``"augshift"``), and
+``build_from_checkpoint`` converts the rebuilt model to the saved padding.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import torch
 
 from regionattack.cli import parse_floats, parse_option, parse_size
 from regionattack.data import DATASETS, check_size_divisible, load_dataset
+from regionattack.defenses import PADDING_MODES, AugShift, padding_modes, set_padding
 from regionattack.demo import IMAGENET_MEAN, IMAGENET_STD
 from regionattack.metrics import ConfusionMatrix
 from regionattack.models import build_model, save_checkpoint, train_segmenter
@@ -63,6 +71,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--hflip", action="store_true", help="random horizontal flips")
+    parser.add_argument(
+        "--padding",
+        choices=PADDING_MODES,
+        default="zeros",
+        help="padding mode of every padded convolution (default: zeros, as built)",
+    )
+    parser.add_argument(
+        "--augshift",
+        type=float,
+        default=0.0,
+        metavar="WEIGHT",
+        help="weight of the AugShift penalty (default: 0, off)",
+    )
+    parser.add_argument(
+        "--augshift-shift",
+        type=float,
+        default=0.25,
+        metavar="FRACTION",
+        help="AugShift's largest shift, a fraction of the image size (default: 0.25)",
+    )
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--seed", type=int, default=0)
@@ -93,6 +121,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         classes = list(train_set.classes)
         torch.manual_seed(args.seed)
         network = build_model(args.model, len(classes), **options)
+        if args.padding != "zeros":
+            network = set_padding(network, args.padding)
+            logger.info("padding: %s", padding_modes(network))
+        augshift: AugShift | None = AugShift(args.augshift, args.augshift_shift, seed=args.seed)
+        if augshift.weight == 0:
+            augshift = None  # off; the settings are still checked
     except (ValueError, FileNotFoundError) as error:
         print(f"train: error: {error}", file=sys.stderr)
         return 2
@@ -108,6 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         hflip=args.hflip,
         seed=args.seed,
         num_workers=args.workers,
+        augshift=augshift,
     )
     seconds = time.perf_counter() - start
     meta = {
@@ -122,6 +157,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "batch_size": args.batch_size,
         "lr": args.lr,
         "hflip": args.hflip,
+        "padding": args.padding,
+        "augshift": None
+        if augshift is None
+        else {"weight": augshift.weight, "max_shift": augshift.max_shift},
         "seed": args.seed,
         "train_images": len(train_set),
         "final_loss": sum(losses[-20:]) / len(losses[-20:]),

@@ -19,7 +19,8 @@ to ``classifier.N...``, and :func:`load_weights` does so by itself when the keys
 
 Our own format, written by :func:`save_checkpoint`, is ``{"state_dict": ..., "meta": {...}}``.
 ``meta`` may describe the model with ``"architecture"`` (a ``build_model`` name), ``"options"``,
-``"classes"``, ``"size"`` ([H, W]), ``"mean"`` and ``"std"``, from which
+``"classes"``, ``"size"`` ([H, W]), ``"mean"``, ``"std"`` and ``"padding"`` (a
+:func:`regionattack.defenses.set_padding` mode the model was converted to), from which
 :func:`build_from_checkpoint` rebuilds it.
 """
 
@@ -384,9 +385,11 @@ def build_from_checkpoint(
     The architecture, its options and the number of classes come from the checkpoint's metadata
     (``"architecture"``, ``"options"``, ``"classes"``, as :func:`save_checkpoint` is given them)
     or from the arguments, which take precedence; saved options are used only with the saved
-    architecture, updated by ``options``. When the metadata holds ``"mean"`` and ``"std"``, the
-    model is wrapped with :func:`~regionattack.with_normalization` so that it takes images in
-    [0, 1]. Checkpoints without metadata, such as the paper's, need ``model`` and ``num_classes``.
+    architecture, updated by ``options``. When the metadata holds ``"padding"`` other than
+    ``"zeros"`` (a model trained after :func:`regionattack.defenses.set_padding`), the built model
+    is converted the same way. When it holds ``"mean"`` and ``"std"``, the model is wrapped with
+    :func:`~regionattack.with_normalization` so that it takes images in [0, 1]. Checkpoints
+    without metadata, such as the paper's, need ``model`` and ``num_classes``.
 
     Args:
         path: A checkpoint path or binary file object.
@@ -403,7 +406,8 @@ def build_from_checkpoint(
         FileNotFoundError: If the path is not an existing file.
         TypeError: If ``model`` is not a string.
         ValueError: If the architecture or the number of classes is neither saved nor given, they
-            disagree with the saved classes, or the weights do not fit (see :func:`load_weights`).
+            disagree with the saved classes, the saved ``"padding"`` is not a padding mode, or
+            the weights do not fit (see :func:`load_weights`).
 
     Example:
         >>> import tempfile, torch
@@ -450,6 +454,7 @@ def build_from_checkpoint(
         )
     built = build_model(name, num_classes, **{**(saved_options or {}), **options})
     load_weights(built, state)
+    built = _with_padding(built, meta.get("padding"))
     mean, std = meta.get("mean"), meta.get("std")
     if (mean is None) != (std is None):
         raise ValueError(
@@ -458,6 +463,18 @@ def build_from_checkpoint(
         )
     result = built if mean is None else with_normalization(built, mean, std)
     return result.eval(), meta
+
+
+def _with_padding(model: nn.Module, padding: object) -> nn.Module:
+    """Convert ``model`` to a saved padding mode (``None``: as built)."""
+    if padding is None or padding in ("zeros", "zero"):
+        return model
+    from regionattack.defenses import set_padding  # defenses sits beside models: no import cycle
+
+    try:
+        return set_padding(model, padding)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"the checkpoint's 'padding' is not usable: {error}") from error
 
 
 def _check_plain(value: object, where: str) -> None:
@@ -491,8 +508,8 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: Mapping | N
         path: Destination file; its folder must exist. An existing file is replaced.
         model: The model to save.
         meta: Plain, JSON-like metadata, e.g. ``{"architecture": ..., "options": ...,
-            "classes": [...], "size": [H, W], "mean": [...], "std": [...]}`` (see
-            :func:`build_from_checkpoint`); default ``{}``.
+            "classes": [...], "size": [H, W], "mean": [...], "std": [...], "padding": ...}``
+            (see :func:`build_from_checkpoint`); default ``{}``.
 
     Returns:
         The path written.

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -13,6 +14,12 @@ from tqdm.auto import tqdm
 
 from regionattack._checks import IGNORE_INDEX, check_images, check_labels, check_positive_int
 from regionattack.latent import model_logits
+
+logger = logging.getLogger(__name__)
+
+# (model, images, task_loss) -> total loss, e.g. regionattack.defenses.AugShift
+LossTerm = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+_REPORTED = 20  # steps averaged in the closing log line
 
 
 def train_segmenter(
@@ -28,12 +35,13 @@ def train_segmenter(
     seed: int = 0,
     progress: bool = True,
     num_workers: int = 0,
+    augshift: LossTerm | None = None,
 ) -> list[float]:
     """Train ``model`` in place with AdamW and a cosine schedule; return the loss of every step.
 
     Batches are drawn at random with replacement (from ``seed``) from the tensors or the dataset;
-    the loss is cross-entropy with 255 ignored. Every module's training flag is restored at the
-    end, also after an error.
+    the loss is cross-entropy with 255 ignored, plus what ``augshift`` adds. Every module's
+    training flag is restored at the end, also after an error.
 
     Args:
         model: Segmentation model (a :class:`~regionattack.NormalizedModel` for normalised input).
@@ -49,6 +57,13 @@ def train_segmenter(
         seed: Seed for batch sampling and flips.
         progress: Show a tqdm progress bar.
         num_workers: DataLoader worker processes when ``images`` is a dataset.
+        augshift: Called as ``augshift(model, batch, task_loss)`` each step (after flips); its
+            result is the loss optimised and returned, e.g.
+            :class:`regionattack.defenses.AugShift`. The task loss and the added term are logged
+            (``logging``: every step at DEBUG, means of the last 20 at INFO).
+
+    Returns:
+        The loss of every step (with the ``augshift`` term when given).
 
     Example:
         >>> from regionattack.models import TinySegmenter
@@ -59,6 +74,11 @@ def train_segmenter(
     """
     check_positive_int(steps, "steps")
     check_positive_int(batch_size, "batch_size")
+    if augshift is not None and not callable(augshift):
+        raise TypeError(
+            "augshift must be None or a callable (model, images, task_loss) -> loss; "
+            f"got {type(augshift).__name__}"
+        )
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     batches = _batches(images, labels, steps, batch_size, generator, num_workers)
@@ -69,6 +89,7 @@ def train_segmenter(
     )
     modes = [(module, module.training) for module in model.modules()]
     losses: list[float] = []
+    parts: list[tuple[float, float]] = []  # (task loss, augshift term) per step
     model.train()
     try:
         for batch, target in tqdm(
@@ -80,6 +101,11 @@ def train_segmenter(
                 batch = torch.where(flip[:, None, None, None], batch.flip(-1), batch)
                 target = torch.where(flip[:, None, None], target.flip(-1), target)
             loss = F.cross_entropy(model_logits(model(batch)), target, ignore_index=IGNORE_INDEX)
+            if augshift is not None:
+                task = loss.item()
+                loss = _check_loss(augshift(model, batch, loss))
+                parts.append((task, loss.item() - task))
+                logger.debug("step %d: task loss %.4f, augshift term %.4f", len(losses), *parts[-1])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -89,7 +115,22 @@ def train_segmenter(
         for module, training in modes:
             module.training = training
         optimizer.zero_grad(set_to_none=True)
+    if parts:
+        recent = parts[-_REPORTED:]
+        logger.info(
+            "last %d steps: task loss %.4f, augshift term %.4f (means)",
+            len(recent),
+            sum(task for task, _ in recent) / len(recent),
+            sum(term for _, term in recent) / len(recent),
+        )
     return losses
+
+
+def _check_loss(loss: object) -> torch.Tensor:
+    if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
+        shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
+        raise ValueError(f"augshift must return a scalar tensor (the total loss); got {shape}")
+    return loss
 
 
 def _batches(
