@@ -121,6 +121,21 @@ class SegmentationAttack(Attack):
         """(N, K, H, W) logits of images in [0, 1] (normalised first when configured)."""
         return model_logits(self.get_logits(images))
 
+    # ------------------------------------------------------------------ regions
+    @staticmethod
+    def check_region_names(*regions: RegionLike | None) -> None:
+        """Reject unknown region names when the attack is built rather than on its first call."""
+        for region in regions:
+            if isinstance(region, str):
+                as_mask(region, (2, 2))
+
+    def perturbation_mask(self, images: torch.Tensor) -> torch.Tensor | None:
+        """(N, H, W) pixels ``perturb_region`` lets the perturbation touch; None: all of them."""
+        region = getattr(self, "perturb_region", None)
+        if region is None:
+            return None
+        return as_mask(region, tuple(images.shape[-2:]), images.shape[0], images.device)
+
     # ------------------------------------------------------------------ per-pixel targets
     def _device_of(self, images: torch.Tensor) -> torch.device:
         return self.device if self.device is not None else images.device

@@ -8,7 +8,7 @@ from torch import nn
 from regionattack.attacks.base import SegmentationAttack
 from regionattack.attacks.objectives import region_mean_weights, weighted_cross_entropy
 from regionattack.latent import model_logits
-from regionattack.regions import RegionLike, as_mask
+from regionattack.regions import RegionLike
 
 
 class PixelWeightedPGD(SegmentationAttack):
@@ -52,9 +52,7 @@ class PixelWeightedPGD(SegmentationAttack):
             random_start=random_start,
             seed=seed,
         )
-        for value in (region, perturb_region):
-            if isinstance(value, str):
-                as_mask(value, (2, 2))  # validates the name now rather than on the first call
+        self.check_region_names(region, perturb_region)
         self.region = region
         self.perturb_region = perturb_region
 
@@ -69,11 +67,7 @@ class PixelWeightedPGD(SegmentationAttack):
         images, labels, clean = self.prepare(images, labels)
         targets = self.attack_targets(images, labels, clean)
         weights = region_mean_weights(self.region if region is None else region, targets)
-        allowed = None
-        if self.perturb_region is not None:
-            allowed = as_mask(
-                self.perturb_region, tuple(images.shape[-2:]), images.shape[0], images.device
-            )
+        allowed = self.perturbation_mask(images)
         network = self.network()
         sign = -1.0 if self.targeted else 1.0
 

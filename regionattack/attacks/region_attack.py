@@ -108,8 +108,7 @@ class RegionAttack(SegmentationAttack):
             random_start=random_start,
             seed=seed,
         )
-        if isinstance(region, str):
-            as_mask(region, (2, 2))  # validates the name now rather than on the first call
+        self.check_region_names(region, perturb_region)
         self.region = region
         self.objective_name = check_choice(objective, "objective", OBJECTIVES)
         self.layer = (
@@ -167,9 +166,7 @@ class RegionAttack(SegmentationAttack):
         images, labels, clean = self.prepare(images, labels)
         n, size = images.shape[0], tuple(images.shape[-2:])
         inside = as_mask(self.region if region is None else region, size, n, images.device)
-        allowed = None
-        if self.perturb_region is not None:
-            allowed = as_mask(self.perturb_region, size, n, images.device)
+        allowed = self.perturbation_mask(images)
         use_segmentation = self.objective_name in ("segmentation", "both")
         use_channels = self.objective_name in ("channels", "both")
         if use_segmentation:

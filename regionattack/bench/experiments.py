@@ -99,12 +99,10 @@ class MaskedConfusions:
 
     def update(self, preds: torch.Tensor, targets: torch.Tensor) -> None:
         """Count a batch of (N, H, W) predictions against targets (255 ignored)."""
-        valid = targets != IGNORE_INDEX
-        codes = targets.clamp(0, self.num_classes - 1) * self.num_classes + preds
         for index, mask in enumerate(self.masks):
-            keep = valid if mask is None else valid & mask.to(valid.device)
-            counts = torch.bincount(codes[keep], minlength=self.num_classes**2)
-            self.counts[index] += counts.view(self.num_classes, self.num_classes).cpu()
+            batch = ConfusionMatrix(self.num_classes)
+            batch.update(preds, targets, mask)
+            self.counts[index] += batch.matrix
 
     def matrix(self, name: str) -> ConfusionMatrix:
         """The confusion matrix of ``name``, ``"all"`` or ``"not-<mask>"``."""

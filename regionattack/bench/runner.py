@@ -36,14 +36,12 @@ from regionattack.bench.experiments import (
     run_attack,
 )
 from regionattack.bench.store import ResultStore
+from regionattack.demo import IMAGENET_MEAN, IMAGENET_STD, K_FRACTIONS
 from regionattack.metrics import RegionMIoU, region_specificity
 from regionattack.ranking import ChannelRanking
 
 logger = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-K_FRACTIONS = (0.01, 0.025, 0.05, 0.10, 0.20)
 ATTACKS = ("RegionAttack", "PositionChannelAttack", "RegionPGD", "SegPGD", "CosPGD", "PGD")
 # name -> (method, region); "cell" is the top-left quadrant (cell 0 of a 2 x 2 grid).
 RANKINGS = {
