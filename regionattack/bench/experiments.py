@@ -20,7 +20,12 @@ from regionattack._state import frozen
 from regionattack.ablation import ablate_channels, ablated_predictions
 from regionattack.bench.distributed import Workers
 from regionattack.latent import find_layer
-from regionattack.metrics import ConfusionMatrix, spearman_correlation
+from regionattack.metrics import (
+    ConfusionMatrix,
+    RegionMIoU,
+    region_specificity,
+    spearman_correlation,
+)
 from regionattack.ranking import (
     ChannelRanking,
     channel_statistics,
@@ -33,6 +38,7 @@ Batches = Callable[[int | None], Iterable[tuple[torch.Tensor, torch.Tensor]]]
 
 
 REGION_NAMES = (*regions.NAMES, "cell")
+ATTACKS = ("RegionAttack", "PositionChannelAttack", "RegionPGD", "SegPGD", "CosPGD", "PGD")
 
 
 def region_mask(name: str, size: tuple[int, int]) -> torch.Tensor:
@@ -301,6 +307,74 @@ def run_attack(
         seconds=float(totals[2]),
         examples=examples,
     )
+
+
+def build_attack(
+    name: str,
+    model: nn.Module,
+    eps: float,
+    region: torch.Tensor,
+    *,
+    steps: int,
+    seed: int,
+    ranking: ChannelRanking | None = None,
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """One attack of the suite at radius ``eps`` (step ``eps / 4``) against ``region``.
+
+    ``PGD`` is ``torchattacks.PGD`` on the whole image; ``PositionChannelAttack`` needs the
+    ``ranking`` of the region's channels.
+
+    Example:
+        >>> from regionattack.models import TinySegmenter
+        >>> attack = build_attack("PGD", TinySegmenter(), 8 / 255, None, steps=2, seed=0)
+        >>> type(attack).__name__
+        'PGD'
+    """
+    import torchattacks
+
+    from regionattack.attacks import CosPGD, PositionChannelAttack, RegionAttack, RegionPGD, SegPGD
+
+    common = {"eps": eps, "alpha": eps / 4, "steps": steps, "seed": seed}
+    if name == "RegionAttack":
+        return RegionAttack(model, region, **common)
+    if name == "RegionPGD":
+        return RegionPGD(model, region, **common)
+    if name == "SegPGD":
+        return SegPGD(model, region=region, **common)
+    if name == "CosPGD":
+        return CosPGD(model, region=region, **common)
+    if name == "PositionChannelAttack":
+        if ranking is None:
+            raise ValueError("PositionChannelAttack needs the ranking of the region's channels")
+        return PositionChannelAttack(model, ranking, **common)
+    if name == "PGD":
+        return torchattacks.PGD(model, eps=eps, alpha=eps / 4, steps=steps, random_start=True)
+    raise ValueError(f"unknown attack {name!r}; choose from {list(ATTACKS)}")
+
+
+def summarize_attack(outcome: AttackOutcome) -> dict[str, float]:
+    """The measured numbers of an attack: mIoU inside/outside ``"region"``, drops, specificity."""
+    clean = outcome.clean.mious()
+    attacked = outcome.attacked.mious()
+    clean_r = RegionMIoU(clean["all"], clean["region"], clean["not-region"])
+    attacked_r = RegionMIoU(attacked["all"], attacked["region"], attacked["not-region"])
+    changed = (outcome.changed.double() / outcome.counted.clamp_min(1).double()).tolist()
+    return {
+        "images": outcome.images,
+        "miou": attacked_r.all,
+        "miou_inside": attacked_r.inside,
+        "miou_outside": attacked_r.outside,
+        "clean_miou_inside": clean_r.inside,
+        "clean_miou_outside": clean_r.outside,
+        "drop_inside": clean_r.inside - attacked_r.inside,
+        "drop_outside": clean_r.outside - attacked_r.outside,
+        "specificity": region_specificity(clean_r, attacked_r),
+        "changed_inside": changed[0],
+        "changed_outside": changed[1],
+        "linf": outcome.linf,
+        "l2": outcome.l2_sum / max(outcome.images, 1),
+        "seconds_per_image": outcome.seconds / max(outcome.images, 1),
+    }
 
 
 def ranking_fidelity(

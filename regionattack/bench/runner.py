@@ -25,24 +25,25 @@ from torch.utils.data import DataLoader, Subset
 
 from regionattack.bench.distributed import Workers, start_workers, stop_workers
 from regionattack.bench.experiments import (
+    ATTACKS,
     MaskedConfusions,
     Selection,
     Setting,
     ablation_sweep,
+    build_attack,
     evaluate_clean,
     rank,
     ranking_fidelity,
     region_mask,
     run_attack,
+    summarize_attack,
 )
 from regionattack.bench.store import ResultStore
 from regionattack.demo import IMAGENET_MEAN, IMAGENET_STD, K_FRACTIONS
-from regionattack.metrics import RegionMIoU, region_specificity
 from regionattack.ranking import ChannelRanking
 
 logger = logging.getLogger(__name__)
 
-ATTACKS = ("RegionAttack", "PositionChannelAttack", "RegionPGD", "SegPGD", "CosPGD", "PGD")
 # name -> (method, region); "cell" is the top-left quadrant (cell 0 of a 2 x 2 grid).
 RANKINGS = {
     "flip": ("flip", None),
@@ -222,43 +223,7 @@ def _ablation_row(selection: Selection, confusions: MaskedConfusions, num_channe
     }
 
 
-def _attack(name: str, model, eps: float, config: BenchConfig, region, rankings):
-    """Build one attack of the suite at radius ``eps``."""
-    import torchattacks
-
-    from regionattack.attacks import (
-        CosPGD,
-        PositionChannelAttack,
-        RegionAttack,
-        RegionPGD,
-        SegPGD,
-    )
-
-    common = {"eps": eps, "alpha": eps / 4, "steps": config.attack_steps, "seed": config.seed}
-    if name == "RegionAttack":
-        return RegionAttack(model, region, **common)
-    if name == "RegionPGD":
-        return RegionPGD(model, region, **common)
-    if name == "SegPGD":
-        return SegPGD(model, region=region, **common)
-    if name == "CosPGD":
-        return CosPGD(model, region=region, **common)
-    if name == "PositionChannelAttack":
-        return PositionChannelAttack(model, rankings[f"gradient-{config.attack_region}"], **common)
-    if name == "PGD":
-        return torchattacks.PGD(
-            model, eps=eps, alpha=eps / 4, steps=config.attack_steps, random_start=True
-        )
-    raise ValueError(f"unknown attack {name!r}; choose from {list(ATTACKS)}")
-
-
 def _attack_row(name: str, eps: int, config: BenchConfig, outcome) -> dict:
-    region = "region"
-    clean = outcome.clean.mious()
-    attacked = outcome.attacked.mious()
-    clean_r = RegionMIoU(clean["all"], clean[region], clean[f"not-{region}"])
-    attacked_r = RegionMIoU(attacked["all"], attacked[region], attacked[f"not-{region}"])
-    changed = (outcome.changed.double() / outcome.counted.clamp_min(1).double()).tolist()
     return {
         "attack": name,
         "eps": eps / 255,
@@ -266,20 +231,7 @@ def _attack_row(name: str, eps: int, config: BenchConfig, outcome) -> dict:
         "region": "image" if name == "PGD" else config.attack_region,
         "measured_region": config.attack_region,
         "steps": config.attack_steps,
-        "images": outcome.images,
-        "miou": attacked_r.all,
-        "miou_inside": attacked_r.inside,
-        "miou_outside": attacked_r.outside,
-        "clean_miou_inside": clean_r.inside,
-        "clean_miou_outside": clean_r.outside,
-        "drop_inside": clean_r.inside - attacked_r.inside,
-        "drop_outside": clean_r.outside - attacked_r.outside,
-        "specificity": region_specificity(clean_r, attacked_r),
-        "changed_inside": changed[0],
-        "changed_outside": changed[1],
-        "linf": outcome.linf,
-        "l2": outcome.l2_sum / max(outcome.images, 1),
-        "seconds_per_image": outcome.seconds / max(outcome.images, 1),
+        **summarize_attack(outcome),
     }
 
 
@@ -413,7 +365,15 @@ def _run(config: BenchConfig, workers: Workers, load_dataset, check_size_divisib
             if key in store:
                 continue
             torch.manual_seed(config.seed)
-            attack = _attack(name, model, eps / 255, config, attacked_region, rankings)
+            attack = build_attack(
+                name,
+                model,
+                eps / 255,
+                attacked_region,
+                steps=config.attack_steps,
+                seed=config.seed,
+                ranking=rankings.get(f"gradient-{config.attack_region}"),
+            )
             outcome = run_attack(
                 setting,
                 attack,

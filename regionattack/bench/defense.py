@@ -1,0 +1,484 @@
+"""Defense evaluation: how much position a model encodes, and what the attacks still do to it.
+
+:func:`evaluate_defense` runs the same measurements on several models (a baseline and copies
+trained with a defense, e.g. AugShift or reflection padding) over the same images:
+
+* clean mIoU (all pixels, inside and outside the attacked region);
+* the position probe (:func:`regionattack.probe.position_readout`), plain and PermuteNet;
+* mIoU with the top-k flip- and gradient-ranked channels zeroed vs k random channels;
+* each attack at each radius: mIoU inside and outside the region, specificity (drop inside /
+  drop outside); ``PGD`` is torchattacks' whole-image PGD, measured the same way.
+
+Results are plain dictionaries (JSON-ready); :class:`DefenseReport` turns them into a Markdown
+table and a figure. With ``out`` the results are written to ``out/results.json`` after every
+finished unit, and a rerun with the same models and settings skips what is already there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+
+from regionattack._state import frozen
+from regionattack.bench.distributed import Workers
+from regionattack.bench.experiments import (
+    ATTACKS,
+    Selection,
+    Setting,
+    ablation_sweep,
+    build_attack,
+    evaluate_clean,
+    rank,
+    region_mask,
+    run_attack,
+    summarize_attack,
+)
+from regionattack.bench.store import ResultStore
+from regionattack.latent import latent_of, model_logits
+
+__all__ = ["DEFENSE_ATTACKS", "DefenseReport", "evaluate_defense"]
+
+DEFENSE_ATTACKS = ("RegionAttack", "PGD")
+
+
+@dataclass
+class DefenseReport:
+    """What :func:`evaluate_defense` measured.
+
+    Attributes:
+        settings: The evaluation's settings (images, region, eps, k, ...).
+        models: ``{name: {"clean", "probe", "probe_permuted", "ablation", "attacks"}}``.
+        seconds: Wall-clock seconds of each unit (``"<model>/clean"``, ``"<model>/attack/PGD/8"``
+            ...), as measured when it ran (a resumed run keeps the earlier timings).
+    """
+
+    settings: dict[str, Any]
+    models: dict[str, dict[str, Any]]
+    seconds: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Settings, per-model results and seconds per unit as plain Python values."""
+        return {"settings": self.settings, "models": self.models, "seconds": self.seconds}
+
+    def table(self) -> str:
+        """A Markdown table: one row per model, the headline numbers as columns."""
+        eps = self.settings["eps"]
+        header = ["model", "clean mIoU", "probe acc", "probe acc (permuted)"]
+        header += ["top-k flip", "top-k gradient", "random k"]
+        for name in self.settings["attacks"]:
+            for radius in eps:
+                header.append(
+                    f"{name} {radius}/255 mIoU" + ("" if name == "PGD" else " in / out (spec)")
+                )
+        rows = [header, ["---"] * len(header)]
+        for model, result in self.models.items():
+            ablation = result["ablation"]
+            row = [
+                model,
+                _f(result["clean"]["miou"]),
+                _f(result["probe"]["accuracy"], 2),
+                _f(result["probe_permuted"]["accuracy"], 2),
+                _f(ablation["flip"]),
+                _f(ablation["gradient"]),
+                f"{_f(ablation['random_mean'])} ± {_f(ablation['random_std'])}",
+            ]
+            for name in self.settings["attacks"]:
+                for radius in eps:
+                    attack = result["attacks"][f"{name}/{radius}"]
+                    if name == "PGD":
+                        row.append(_f(attack["miou"]))
+                    else:
+                        row.append(
+                            f"{_f(attack['miou_inside'])} / {_f(attack['miou_outside'])} "
+                            f"({_f(attack['specificity'], 1)})"
+                        )
+            rows.append(row)
+        return "\n".join("| " + " | ".join(row) + " |" for row in rows)
+
+    def plot(self, path: str | Path | None = None) -> Any:
+        """Four panels per model: probe accuracy, top-k zeroing, region attacks, PGD vs eps.
+
+        Returns:
+            The matplotlib figure (saved to ``path`` when given).
+        """
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(15, 3.6))
+        probe, ablation, region, pgd = fig.subplots(1, 4)
+        names = list(self.models)
+        positions = torch.arange(len(names)).tolist()
+        width = 0.38
+        chance = next(iter(self.models.values()))["probe"]["chance"] if names else 0.0
+        for offset, key, label in ((-1, "probe", "plain"), (1, "probe_permuted", "permuted")):
+            values = [self.models[n][key]["accuracy"] for n in names]
+            probe.bar([p + offset * width / 2 for p in positions], values, width, label=label)
+        probe.axhline(chance, color="k", ls="--", lw=0.8, label="chance")
+        probe.set(title="position probe (held-out)", ylabel="accuracy", ylim=(0, 1))
+        bars = (("flip", "top-k flip"), ("gradient", "top-k gradient"), ("random_mean", "random"))
+        for index, (key, label) in enumerate(bars):
+            values = [self.models[n]["ablation"][key] for n in names]
+            shift = (index - 1) * width * 2 / 3
+            errors = None
+            if key == "random_mean":
+                errors = [self.models[n]["ablation"]["random_std"] for n in names]
+            ablation.bar(
+                [p + shift for p in positions], values, width * 2 / 3, yerr=errors, label=label
+            )
+        ablation.set(title=f"channels zeroed (k = {self.settings['k']})", ylabel="mIoU")
+        eps = self.settings["eps"]
+        for model in names:
+            for name in self.settings["attacks"]:
+                rows = [self.models[model]["attacks"][f"{name}/{radius}"] for radius in eps]
+                if name == "PGD":
+                    pgd.plot(eps, [r["miou"] for r in rows], "o-", label=model)
+                    continue
+                (line,) = region.plot(
+                    eps, [r["miou_inside"] for r in rows], "o-", label=f"{model} {name} inside"
+                )
+                region.plot(
+                    eps,
+                    [r["miou_outside"] for r in rows],
+                    "s:",
+                    color=line.get_color(),
+                    label=f"{model} {name} outside",
+                )
+        region.set(
+            title=f"region attacks ({self.settings['region']})", xlabel="eps (/255)", ylabel="mIoU"
+        )
+        pgd.set(title="whole-image PGD", xlabel="eps (/255)", ylabel="mIoU")
+        for ax in (probe, ablation):
+            ax.set_xticks(positions, names, rotation=20, fontsize=8)
+        for ax in (probe, ablation, region, pgd):
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=6)
+        fig.tight_layout()
+        if path is not None:
+            fig.savefig(path, dpi=110)
+        return fig
+
+    def save(self, out: str | Path) -> None:
+        """Write ``report.md`` (settings and table) and ``defenses.png`` to the folder ``out``."""
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        s = self.settings
+        lines = [
+            "# Defense evaluation",
+            "",
+            f"{s['images']} images ({s['attack_images']} attacked), region `{s['region']}`, "
+            f"{s['steps']} attack steps, top-k zeroing with k = {s['k']} of {s['channels']} "
+            f"channels vs {s['random_draws']} random draws, probe on {s['probe_images']} images "
+            f"({s['probe_grid']}x{s['probe_grid']} grid, chance {1 / s['probe_grid'] ** 2:.2f}).",
+            "",
+            self.table(),
+            "",
+            "![defenses](defenses.png)",
+            "",
+            "Seconds per model: "
+            + ", ".join(
+                f"{model} {sum(v for k, v in self.seconds.items() if k.startswith(model + '/')):.0f}"
+                for model in self.models
+            ),
+            "",
+        ]
+        (out / "report.md").write_text("\n".join(lines))
+        self.plot(out / "defenses.png")
+
+
+def _f(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _as_dataset(data: object) -> Dataset:
+    if isinstance(data, tuple) and len(data) == 2 and all(torch.is_tensor(t) for t in data):
+        images, labels = data
+        if images.ndim != 4 or labels.shape != (images.shape[0], *images.shape[-2:]):
+            raise ValueError(
+                "data as a tuple must be (images (N, C, H, W), labels (N, H, W)); got shapes "
+                f"{tuple(images.shape)} and {tuple(labels.shape)}"
+            )
+        return TensorDataset(images, labels.long())
+    if isinstance(data, Dataset):
+        return data
+    raise TypeError(
+        "data must be a Dataset of (image, label) pairs or a tuple (images, labels); "
+        f"got {type(data).__name__}"
+    )
+
+
+def _digest(model: nn.Module) -> str:
+    """SHA-256 of the model's parameters and buffers (tells a rerun whether it is the same model)."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()[:16]
+
+
+def _check_models(models: object) -> dict[str, nn.Module]:
+    if not isinstance(models, Mapping) or not models:
+        raise TypeError("models must be a non-empty mapping {name: model}")
+    for name, model in models.items():
+        if not isinstance(name, str) or "/" in name or not name:
+            raise ValueError(f"model names must be non-empty strings without '/'; got {name!r}")
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"models[{name!r}] must be an nn.Module; got {type(model).__name__}")
+    return dict(models)
+
+
+def evaluate_defense(
+    models: Mapping[str, nn.Module],
+    data: Dataset | tuple[torch.Tensor, torch.Tensor],
+    *,
+    attacks: Sequence[str] = DEFENSE_ATTACKS,
+    eps: Sequence[int] = (2, 4, 8),
+    region: str = "left",
+    steps: int = 10,
+    k_fraction: float = 0.05,
+    random_draws: int = 5,
+    max_images: int | None = None,
+    attack_images: int | None = None,
+    probe_images: int = 64,
+    probe_grid: int = 3,
+    probe_epochs: int = 200,
+    batch_size: int = 8,
+    seed: int = 0,
+    out: str | Path | None = None,
+    progress: bool = True,
+) -> DefenseReport:
+    """Measure position information and attack outcomes for every model on the same images.
+
+    Rankings are label-free and made on the evaluated images (the model's own predictions are the
+    targets), as an attacker ranking the batch it attacks would. Every model is left as it was
+    (training flags, ``requires_grad``, buffers).
+
+    Args:
+        models: ``{name: model}``; each takes (N, 3, H, W) images in [0, 1] (e.g. behind
+            :func:`~regionattack.with_normalization`) and returns (N, classes, H, W) logits.
+        data: A Dataset of ``(image, label)`` pairs or a tuple ``(images, labels)``; labels use
+            255 for ignored pixels.
+        attacks: Names from :data:`regionattack.bench.experiments.ATTACKS`.
+        eps: Attack radii in 1/255 units (step size eps / 4).
+        region: Attacked and measured region: ``left``, ``right``, ``top``, ``bottom``,
+            ``center`` or ``cell`` (the top-left quadrant).
+        steps: Attack iterations.
+        k_fraction: Share of the latent channels zeroed in the top-k comparison (k >= 1).
+        random_draws: Random channel sets of the same size (mean and std reported).
+        max_images: Evaluate the first N images (default: all).
+        attack_images: Attack the first N of them (default: all evaluated).
+        probe_images: Images for the position probe (the first N; at least 6).
+        probe_grid: Cells per side of the probe's canvas.
+        probe_epochs: Training epochs of the probe's read-out.
+        batch_size: Images per forward pass.
+        seed: Seeds the random channel draws, the probe and the attacks' random starts.
+        out: Folder for ``results.json`` (written after every unit; a rerun with the same models
+            and settings resumes), ``report.md`` and ``defenses.png``. None keeps it in memory.
+        progress: Show progress bars.
+
+    Returns:
+        A :class:`DefenseReport`.
+
+    Raises:
+        TypeError: If ``models`` or ``data`` has the wrong type.
+        ValueError: For an unknown attack or region, models whose outputs disagree in class
+            count, too few probe images, or a result file of another configuration in ``out``.
+
+    Example:
+        >>> from regionattack.models import TinySegmenter
+        >>> _ = torch.manual_seed(0)
+        >>> images, labels = torch.rand(6, 3, 16, 16), torch.randint(0, 3, (6, 16, 16))
+        >>> nets = {"a": TinySegmenter(num_classes=3).eval(), "b": TinySegmenter(num_classes=3)}
+        >>> report = evaluate_defense(nets, (images, labels), eps=(8,), steps=1, probe_images=6,
+        ...                           probe_epochs=2, random_draws=1, progress=False)
+        >>> sorted(report.models["a"])
+        ['ablation', 'attacks', 'clean', 'probe', 'probe_permuted']
+        >>> nets["b"].training  # left as it was
+        True
+    """
+    models = _check_models(models)
+    dataset = _as_dataset(data)
+    unknown = [name for name in attacks if name not in ATTACKS]
+    if unknown:
+        raise ValueError(f"unknown attack(s) {unknown}; choose from {list(ATTACKS)}")
+    count = len(dataset) if max_images is None else min(max_images, len(dataset))
+    if count == 0:
+        raise ValueError("no images to evaluate")
+    first_image = dataset[0][0]
+    size = tuple(first_image.shape[-2:])
+    mask = region_mask(region, size)  # checks the name
+    if not 6 <= probe_images <= count:  # the probe holds out 30% and needs 2 in each split
+        raise ValueError(f"probe_images must be in [6, {count}] (the evaluated images)")
+    device = _device_of(next(iter(models.values())))
+    num_classes, num_channels = _shapes(models, first_image.to(device))
+    k = max(1, math.ceil(k_fraction * num_channels))
+    settings = {
+        "images": count,
+        "attack_images": count if attack_images is None else min(attack_images, count),
+        "size": list(size),
+        "attacks": list(attacks),
+        "eps": list(eps),
+        "region": region,
+        "steps": steps,
+        "k_fraction": k_fraction,
+        "k": k,
+        "channels": num_channels,
+        "random_draws": random_draws,
+        "probe_images": probe_images,
+        "probe_grid": probe_grid,
+        "probe_epochs": probe_epochs,
+        "batch_size": batch_size,
+        "seed": seed,
+    }
+    store = None
+    if out is not None:
+        fingerprint = {**settings, "models": {n: _digest(m) for n, m in models.items()}}
+        store = ResultStore(Path(out) / "results.json", fingerprint)
+        store.meta["settings"] = settings
+    units: dict[str, Any] = store.units if store is not None else {}
+    seconds: dict[str, float] = store.meta.setdefault("seconds", {}) if store is not None else {}
+
+    def measure(key: str, compute) -> Any:
+        if key not in units:
+            start = time.perf_counter()
+            value = compute()
+            seconds[key] = time.perf_counter() - start
+            if store is not None:
+                store.put(key, value)
+            else:
+                units[key] = value
+        return units[key]
+
+    def batches(limit: int | None = None) -> DataLoader:
+        stop = count if limit is None else min(limit, count)
+        return DataLoader(Subset(dataset, range(stop)), batch_size=batch_size)
+
+    results: dict[str, dict[str, Any]] = {}
+    for name, model in models.items():
+        with frozen(model):
+            setting = Setting(
+                model, batches, num_classes, {"region": mask}, Workers(device=device), progress
+            )
+            results[name] = _evaluate_model(name, setting, measure, settings, mask)
+    report = DefenseReport(settings, results, dict(seconds))
+    if out is not None:
+        report.save(out)
+    return report
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    tensor = next(model.parameters(), None)
+    if tensor is None:
+        tensor = next(model.buffers(), None)
+    return torch.device("cpu") if tensor is None else tensor.device
+
+
+def _shapes(models: dict[str, nn.Module], image: torch.Tensor) -> tuple[int, int]:
+    """Classes and latent channels, the same for every model."""
+    found = set()
+    for model in models.values():
+        with frozen(model), torch.no_grad():
+            classes = model_logits(model(image[None])).shape[1]
+            channels = latent_of(model, image[None]).shape[1]
+        found.add((classes, channels))
+    if len(found) != 1:
+        raise ValueError(f"the models disagree in (classes, latent channels): {sorted(found)}")
+    return found.pop()
+
+
+def _evaluate_model(name, setting: Setting, measure, settings: dict, mask) -> dict[str, Any]:
+    from regionattack.probe import position_readout
+
+    result: dict[str, Any] = {}
+    clean = measure(f"{name}/clean", lambda: evaluate_clean(setting).mious())
+    result["clean"] = {
+        "miou": clean["all"],
+        "miou_inside": clean["region"],
+        "miou_outside": clean["not-region"],
+    }
+    probe_batch = torch.cat([images for images, _ in setting.batches(settings["probe_images"])])
+    for key, permute in (("probe", False), ("probe_permuted", True)):
+        probe = measure(
+            f"{name}/{key}",
+            lambda permute=permute: position_readout(
+                setting.model,
+                probe_batch,
+                grid=settings["probe_grid"],
+                permute=permute,
+                seed=settings["seed"],
+                epochs=settings["probe_epochs"],
+            ).to_dict(),
+        )
+        result[key] = {k: probe[k] for k in ("accuracy", "chance", "per_cell_accuracy")}
+    result["ablation"] = measure(f"{name}/ablation", lambda: _top_k_vs_random(setting, settings))
+    ranking = None
+    if "PositionChannelAttack" in settings["attacks"]:
+        ranking = rank(setting, "gradient", mask)
+    result["attacks"] = {}
+    for attack_name in settings["attacks"]:
+        for radius in settings["eps"]:
+            key = f"{attack_name}/{radius}"
+            result["attacks"][key] = measure(
+                f"{name}/attack/{key}",
+                lambda attack_name=attack_name, radius=radius: _attack(
+                    setting, attack_name, radius, ranking, settings, mask
+                ),
+            )
+    return result
+
+
+def _top_k_vs_random(setting: Setting, settings: dict) -> dict[str, Any]:
+    """MIoU with the top-k flip / gradient channels zeroed and with k random channels."""
+    k, channels = settings["k"], settings["channels"]
+    selections = [
+        Selection(method, "overall", k, None, rank(setting, method, None).top(k))
+        for method in ("flip", "gradient")
+    ]
+    generator = torch.Generator().manual_seed(settings["seed"])
+    for draw in range(settings["random_draws"]):
+        chosen = torch.randperm(channels, generator=generator)[:k]
+        selections.append(Selection("random", "overall", k, settings["seed"] + draw, chosen))
+    confusions, _ = ablation_sweep(setting, selections, timing_configs=0)
+    mious = [confusion.mious()["all"] for confusion in confusions]
+    random = torch.tensor(mious[2:], dtype=torch.float64)
+    return {
+        "k": k,
+        "flip": mious[0],
+        "gradient": mious[1],
+        "random": mious[2:],
+        "random_mean": float(random.mean()),
+        "random_std": float(random.std(unbiased=False)),
+        "flip_channels": selections[0].channels.tolist(),
+        "gradient_channels": selections[1].channels.tolist(),
+    }
+
+
+def _attack(setting: Setting, name: str, radius: int, ranking, settings: dict, mask) -> dict:
+    torch.manual_seed(settings["seed"])
+    attack = build_attack(
+        name,
+        setting.model,
+        radius / 255,
+        mask,
+        steps=settings["steps"],
+        seed=settings["seed"],
+        ranking=ranking,
+    )
+    outcome = run_attack(
+        setting,
+        attack,
+        mask,
+        description=f"{name} eps {radius}/255",
+        max_images=settings["attack_images"],
+        keep_examples=0,
+        whole_image_labels=name == "PGD",
+        seed=settings["seed"],
+    )
+    return {"attack": name, "eps_255": radius, **summarize_attack(outcome)}
