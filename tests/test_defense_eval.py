@@ -112,7 +112,9 @@ def test_results_are_written_and_a_rerun_resumes_without_recomputing(
     assert again.models == first.models
 
     with torch.no_grad():
-        models["untrained"].segmentation_head.weight.add_(0.1)  # another model: the file is not mixed in
+        models["untrained"].segmentation_head.weight.add_(
+            0.1
+        )  # another model: the file is not mixed in
     with pytest.raises(ValueError, match="another configuration"):
         evaluate_defense(models, data, eps=(8,), out=out, **FAST)
 
@@ -188,9 +190,10 @@ def test_the_benchmark_script_rebuilds_checkpoints_with_their_padding(tmp_path):
         *("--dataset", "camvid", "--root", str(root), "--quiet", "--out", str(out)),
         *("--checkpoint", f"zeros={tmp_path / 'zeros.pt'}"),
         *("--checkpoint", f"reflect={tmp_path / 'reflect.pt'}"),
-        *("--eps", "8", "--attack-steps", "1", "--random-draws", "1", "--batch-size", "3"),
+        *("--attacks", "RegionAttack", "--eps", "8", "--attack-steps", "1", "--attack-images", "2"),
+        *("--random-draws", "1", "--batch-size", "3"),
     ]
-    completed = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert completed.returncode == 0, completed.stderr
     assert "| zeros |" in completed.stdout and "| reflect |" in completed.stdout
     results = json.loads((out / "results.json").read_text())

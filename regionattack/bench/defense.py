@@ -105,7 +105,9 @@ class DefenseReport:
         return "\n".join("| " + " | ".join(row) + " |" for row in rows)
 
     def plot(self, path: str | Path | None = None) -> Any:
-        """Four panels per model: probe accuracy, top-k zeroing, region attacks, PGD vs eps.
+        """Four panels: probe accuracy, mIoU drop under top-k zeroing, region attacks and PGD vs eps.
+
+        Eps 0 on the attack panels is the clean prediction of the attacked images.
 
         Returns:
             The matplotlib figure (saved to ``path`` when given).
@@ -125,28 +127,35 @@ class DefenseReport:
         probe.set(title="position probe (held-out)", ylabel="accuracy", ylim=(0, 1))
         bars = (("flip", "top-k flip"), ("gradient", "top-k gradient"), ("random_mean", "random"))
         for index, (key, label) in enumerate(bars):
-            values = [self.models[n]["ablation"][key] for n in names]
-            shift = (index - 1) * width * 2 / 3
+            drops = [
+                self.models[n]["clean"]["miou"] - self.models[n]["ablation"][key] for n in names
+            ]
             errors = None
             if key == "random_mean":
                 errors = [self.models[n]["ablation"]["random_std"] for n in names]
+            shift = (index - 1) * width * 2 / 3
             ablation.bar(
-                [p + shift for p in positions], values, width * 2 / 3, yerr=errors, label=label
+                [p + shift for p in positions], drops, width * 2 / 3, yerr=errors, label=label
             )
-        ablation.set(title=f"channels zeroed (k = {self.settings['k']})", ylabel="mIoU")
-        eps = self.settings["eps"]
+        ablation.axhline(0, color="gray", lw=0.5)
+        ablation.set(title=f"{self.settings['k']} channels zeroed", ylabel="mIoU drop")
+        radii = [0, *self.settings["eps"]]  # eps 0: the clean prediction of the attacked images
         for model in names:
             for name in self.settings["attacks"]:
-                rows = [self.models[model]["attacks"][f"{name}/{radius}"] for radius in eps]
+                rows = [self.models[model]["attacks"][f"{name}/{e}"] for e in self.settings["eps"]]
                 if name == "PGD":
-                    pgd.plot(eps, [r["miou"] for r in rows], "o-", label=model)
+                    values = [rows[0]["clean_miou"]] + [r["miou"] for r in rows]
+                    pgd.plot(radii, values, "o-", label=model)
                     continue
                 (line,) = region.plot(
-                    eps, [r["miou_inside"] for r in rows], "o-", label=f"{model} {name} inside"
+                    radii,
+                    [rows[0]["clean_miou_inside"]] + [r["miou_inside"] for r in rows],
+                    "o-",
+                    label=f"{model} {name} inside",
                 )
                 region.plot(
-                    eps,
-                    [r["miou_outside"] for r in rows],
+                    radii,
+                    [rows[0]["clean_miou_outside"]] + [r["miou_outside"] for r in rows],
                     "s:",
                     color=line.get_color(),
                     label=f"{model} {name} outside",

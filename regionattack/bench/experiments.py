@@ -364,6 +364,7 @@ def summarize_attack(outcome: AttackOutcome) -> dict[str, float]:
         "miou": attacked_r.all,
         "miou_inside": attacked_r.inside,
         "miou_outside": attacked_r.outside,
+        "clean_miou": clean_r.all,
         "clean_miou_inside": clean_r.inside,
         "clean_miou_outside": clean_r.outside,
         "drop_inside": clean_r.inside - attacked_r.inside,
