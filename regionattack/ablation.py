@@ -10,7 +10,14 @@ from torch import nn
 
 from regionattack._checks import check_choice, check_images, check_nonnegative_float
 from regionattack._state import frozen
-from regionattack.latent import edit_latent, find_layer, layer_output, model_logits, select_latent
+from regionattack.latent import (
+    edit_latent,
+    find_layer,
+    layer_output,
+    model_logits,
+    predicted_classes,
+    select_latent,
+)
 from regionattack.ranking import ChannelRanking
 
 MODES = ("zero", "mean", "noise")
@@ -283,5 +290,7 @@ def ablated_predictions(
             for mask in masks:
                 with edit_latent(model, lambda z, m=mask: ablate(z, m, mode), layer):
                     logits = model_logits(model(images))
-                    predictions.append(logits.argmax(dim=1) if reduce is None else reduce(logits))
+                    predictions.append(
+                        predicted_classes(logits) if reduce is None else reduce(logits)
+                    )
     return predictions

@@ -23,6 +23,7 @@ from torch import nn
 from regionattack import regions
 from regionattack.ablation import ablated_predictions
 from regionattack.attacks import PositionChannelAttack, RegionAttack, RegionPGD
+from regionattack.latent import predicted_classes
 from regionattack.metrics import RegionConfusion, changed_fraction, region_specificity
 from regionattack.models import build_model, train_segmenter
 from regionattack.normalization import with_normalization
@@ -240,7 +241,7 @@ def evaluate_attacks(
     """Run each attack on the images; mIoU inside (left) / outside (right), specificity, cost."""
     left = regions.named("left", tuple(images.shape[-2:]))[None]
     with torch.no_grad():
-        clean_preds = model(images).argmax(1)
+        clean_preds = predicted_classes(model(images))
     clean = _region_result(clean_preds, labels, left, num_classes)
     # torchattacks.PGD's cross-entropy does not ignore 255: give it the clean prediction there.
     pgd_labels = torch.where(labels == 255, clean_preds, labels)
@@ -251,7 +252,7 @@ def evaluate_attacks(
         adv = attack(images, pgd_labels if name.startswith("torchattacks") else labels)
         seconds = time.perf_counter() - start
         with torch.no_grad():
-            preds = model(adv).argmax(1)
+            preds = predicted_classes(model(adv))
         result = _region_result(preds, labels, left, num_classes)
         rows.append(
             {

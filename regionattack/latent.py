@@ -141,6 +141,21 @@ def model_logits(output: object) -> torch.Tensor:
     return output
 
 
+def predicted_classes(logits: torch.Tensor) -> torch.Tensor:
+    """Per-pixel predicted class (N, H, W): ``logits.argmax(dim=1)``, several times faster on CPUs.
+
+    ``Tensor.max(dim=1).indices`` gives the same indices (the first maximum on ties, a NaN counting
+    as the maximum) but, on the CPU, reduces over the class dimension of (N, K, H, W) logits
+    several times faster than ``argmax(dim=1)`` (torch 2.14; docs/performance.md); the attacks
+    call it at every step.
+
+    Example:
+        >>> predicted_classes(torch.tensor([[[[1.0, 3.0]], [[2.0, 3.0]]]])).tolist()
+        [[[1, 0]]]
+    """
+    return logits.max(dim=1).indices
+
+
 @contextlib.contextmanager
 def edit_latent(
     model: nn.Module,

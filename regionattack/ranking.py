@@ -39,7 +39,7 @@ from regionattack._checks import (
     check_positive_int,
 )
 from regionattack._state import frozen
-from regionattack.latent import edit_latent, find_layer, latent_of, model_logits
+from regionattack.latent import edit_latent, find_layer, latent_of, model_logits, predicted_classes
 from regionattack.regions import RegionLike, as_mask, describe, grid_cells, num_masks
 
 METHODS = ("gradient", "flip")
@@ -273,7 +273,7 @@ def gradient_effects(
         logits = model_logits(model(images))
         latent = store["latent"]
         if targets is None:
-            targets = logits.detach().argmax(dim=1)
+            targets = predicted_classes(logits.detach())
         losses = torch.einsum(
             "nhw,mnhw->m", pixel_loss(logits, targets), weights.expand(-1, *targets.shape)
         )

@@ -2,6 +2,7 @@ import logging
 
 import pytest
 import torch
+import torch.nn.functional as F
 import torchattacks
 from torch.utils.data import DataLoader, TensorDataset
 from torchattacks.attack import Attack
@@ -11,9 +12,13 @@ from regionattack import (
     RegionAttack,
     RegionPGD,
     rank_channels,
+    regions,
     with_normalization,
 )
+from regionattack.attacks.objectives import pixel_cross_entropies, project
+from regionattack.latent import predicted_classes
 from regionattack.models import build_model
+from regionattack.ranking import mean_weights, pixel_loss
 
 from conftest import assert_untouched, snapshot
 
@@ -283,3 +288,58 @@ def test_targeted_channels_objective_needs_no_target_map(tiny_segmenter, images)
     attack = RegionAttack(tiny_segmenter, "left", objective="channels", k=2, steps=1, seed=0)
     attack.set_mode_targeted_by_label(quiet=True)
     assert attack(images).shape == images.shape
+
+
+def reference_region_attack(model, images, labels, *, eps, alpha, steps, seed):
+    """RegionAttack's default objective written out plainly: argmax, two F.cross_entropy calls."""
+    done_weight, flipped_weight, outside_weight = 0.1, 4.0, 1.0
+    with torch.no_grad():
+        clean = model(images).argmax(dim=1)
+    inside = regions.named("left", tuple(images.shape[-2:]))[None]
+    valid = labels != 255
+    inside_w, outside_w = mean_weights(torch.stack([inside, ~inside]), valid)
+    delta = torch.rand(images.shape, generator=torch.Generator().manual_seed(seed))
+    delta = project(images, (2 * delta - 1) * eps, eps)
+    for _ in range(steps):
+        adv = (images + delta).requires_grad_(True)
+        logits = model(adv)
+        predicted = logits.detach().argmax(dim=1)
+        inside_ce = F.cross_entropy(logits, labels, ignore_index=255, reduction="none")
+        outside_ce = F.cross_entropy(logits, clean, ignore_index=255, reduction="none")
+        inside_scale = torch.where(predicted != labels, done_weight, 1.0)
+        outside_scale = 1.0 + flipped_weight * (predicted != clean).float()
+        loss = (inside_ce * (inside_w * inside_scale)).flatten(1).sum(dim=1)
+        loss = loss - outside_weight * (outside_ce * (outside_w * outside_scale)).flatten(1).sum(1)
+        (grad,) = torch.autograd.grad(loss.sum(), adv)
+        delta = project(images, delta + alpha * grad.sign(), eps)
+    return (images + delta).detach()
+
+
+def test_region_attack_matches_a_plain_reference_bit_for_bit(tiny_segmenter, images, generator):
+    # RegionAttack shares one log-softmax between its two terms and takes max().indices for the
+    # argmax (benchmarks/perf.py); the adversarial images must not change by a single bit.
+    labels = torch.randint(0, 3, (4, 16, 16), generator=generator)
+    labels[:, :3] = 255
+    attack = RegionAttack(tiny_segmenter, "left", eps=EPS, alpha=2 / 255, steps=4, seed=0)
+    expected = reference_region_attack(
+        tiny_segmenter, images, labels, eps=EPS, alpha=2 / 255, steps=4, seed=0
+    )
+    assert torch.equal(attack(images, labels), expected)
+
+
+def test_shared_log_softmax_cross_entropies_equal_pixel_loss(generator):
+    logits = torch.randn(2, 5, 6, 7, generator=generator, requires_grad=True)
+    first = torch.randint(0, 5, (2, 6, 7), generator=generator)
+    first[0, 0] = 255
+    second = torch.randint(0, 5, (2, 6, 7), generator=generator)
+    shared = pixel_cross_entropies(logits, first, second)
+    apart = [pixel_loss(logits, first), pixel_loss(logits, second)]
+    assert all(torch.equal(a, b) for a, b in zip(shared, apart, strict=True))
+    assert torch.equal(predicted_classes(logits), logits.argmax(dim=1))
+    left = torch.zeros(6, 7)
+    left[:, :3] = 1.0  # disjoint weights: the gradients agree bit for bit
+    grads = [
+        torch.autograd.grad((ce[0] * left - ce[1] * (1 - left)).sum(), logits)[0]
+        for ce in (shared, apart)
+    ]
+    assert torch.equal(*grads)

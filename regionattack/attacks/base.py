@@ -36,7 +36,7 @@ from regionattack._checks import (
 )
 from regionattack._state import frozen
 from regionattack.attacks.objectives import project
-from regionattack.latent import model_logits
+from regionattack.latent import model_logits, predicted_classes
 from regionattack.metrics import RegionConfusion
 from regionattack.normalization import NormalizedModel
 from regionattack.regions import RegionLike, as_mask
@@ -154,7 +154,7 @@ class SegmentationAttack(Attack):
             labels = check_labels(labels, images)
         with torch.no_grad():
             clean_logits = self.logits(images)
-        clean = clean_logits.argmax(dim=1)
+        clean = predicted_classes(clean_logits)
         if clean.shape[-2:] != images.shape[-2:]:
             raise ValueError(
                 f"model logits are {tuple(clean.shape[-2:])} but images are "
@@ -183,7 +183,7 @@ class SegmentationAttack(Attack):
     def get_random_target_label(self, inputs, labels=None):
         """Per-pixel random target class, different from the label (or clean prediction)."""
         logits = self.logits(inputs)
-        labels = logits.argmax(dim=1) if labels is None else labels
+        labels = predicted_classes(logits) if labels is None else labels
         num_classes = logits.shape[1]
         generator = (
             None if self.seed is None else torch.Generator(logits.device).manual_seed(self.seed)
@@ -198,7 +198,7 @@ class SegmentationAttack(Attack):
     def get_least_likely_label(self, inputs, labels=None):
         """Per-pixel ``kth_min``-least-likely class, never the label (or clean prediction)."""
         logits = self.logits(inputs)
-        labels = logits.argmax(dim=1) if labels is None else labels
+        labels = predicted_classes(logits) if labels is None else labels
         keep = labels != IGNORE_INDEX
         masked = logits.scatter(1, labels.clamp(max=logits.shape[1] - 1)[:, None], float("inf"))
         targets = masked.topk(self._kth_min, dim=1, largest=False).indices[:, -1]
@@ -269,7 +269,7 @@ class SegmentationAttack(Attack):
             adv = self(inputs, labels)
             with torch.no_grad(), frozen(self.model):
                 logits = self.logits(adv)  # adv is already in the model's input space
-            preds = logits.argmax(dim=1).cpu()
+            preds = predicted_classes(logits).cpu()
             if confusion is None:
                 confusion = RegionConfusion(logits.shape[1])
             size = tuple(labels.shape[-2:])

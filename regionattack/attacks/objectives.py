@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from regionattack._checks import IGNORE_INDEX
+from regionattack.latent import predicted_classes
 from regionattack.ranking import mean_weights, pixel_loss
 from regionattack.regions import RegionLike, as_mask
 
@@ -23,7 +24,49 @@ def weighted_cross_entropy(
         ...                        torch.tensor([[[0.5, 0.5]]])).tolist()
         [0.6931471824645996]
     """
-    return (pixel_loss(logits, targets) * weights).flatten(1).sum(dim=1)
+    return weighted_sum(pixel_loss(logits, targets), weights)
+
+
+def weighted_sum(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Sum over pixels of ``weights * values`` (N, H, W), one value per image (N,).
+
+    Example:
+        >>> weighted_sum(torch.ones(1, 1, 2), torch.tensor([[[0.5, 0.25]]])).tolist()
+        [0.75]
+    """
+    return (values * weights).flatten(1).sum(dim=1)
+
+
+def pixel_cross_entropies(logits: torch.Tensor, *targets: torch.Tensor) -> list[torch.Tensor]:
+    """Per-pixel cross-entropy (N, H, W) against each target map, from one shared log-softmax.
+
+    Each result equals :func:`regionattack.ranking.pixel_loss` of that target map, value for value
+    (pixels labelled 255 get 0), but the log-softmax over the classes is computed, kept for the
+    backward pass and back-propagated once instead of once per map. Where, at every pixel, at most
+    one of the losses built on the results carries a non-zero weight (RegionAttack's inside and
+    outside terms), the input gradient is also the same, bit for bit.
+
+    Args:
+        logits: (N, K, H, W) logits at the targets' size.
+        *targets: (N, H, W) int64 label or target maps, 255 = ignore.
+
+    Returns:
+        One float32 (N, H, W) tensor per target map.
+
+    Example:
+        >>> logits = torch.tensor([[[[2.0, 0.0]], [[0.0, 0.0]]]])
+        >>> [[round(v, 4) for v in ce.flatten().tolist()]
+        ...  for ce in pixel_cross_entropies(logits, torch.tensor([[[0, 255]]]),
+        ...                                  torch.tensor([[[1, 1]]]))]
+        [[0.1269, 0.0], [2.1269, 0.6931]]
+    """
+    log_probs = F.log_softmax(logits.float(), dim=1)
+    losses = []
+    for target in targets:
+        index = target.clamp(max=log_probs.shape[1] - 1)[:, None]
+        picked = log_probs.gather(1, index)[:, 0]
+        losses.append(torch.where(target == IGNORE_INDEX, 0.0, -picked))
+    return losses
 
 
 def region_mean_weights(region: RegionLike | None, targets: torch.Tensor) -> torch.Tensor:
@@ -142,7 +185,7 @@ def segpgd_weights(
         [[[0.75, 0.25, 0.0]]]
     """
     lam = step / (2 * steps)
-    correct = _logits_at(logits, targets).argmax(dim=1) == targets
+    correct = predicted_classes(_logits_at(logits, targets)) == targets
     if targeted:
         correct = ~correct
     weights = torch.where(correct, 1.0 - lam, lam)

@@ -10,8 +10,12 @@ from torch import nn
 from regionattack._checks import IGNORE_INDEX, check_choice, check_k, check_nonnegative_float
 from regionattack.ablation import ChannelsLike, ablate, channel_mask
 from regionattack.attacks.base import SegmentationAttack
-from regionattack.attacks.objectives import channel_distance, weighted_cross_entropy
-from regionattack.latent import edit_latent, find_layer, latent_of, model_logits
+from regionattack.attacks.objectives import (
+    channel_distance,
+    pixel_cross_entropies,
+    weighted_sum,
+)
+from regionattack.latent import edit_latent, find_layer, latent_of, model_logits, predicted_classes
 from regionattack.ranking import (
     ChannelRanking,
     default_k,
@@ -199,15 +203,18 @@ class RegionAttack(SegmentationAttack):
                 capture = edit_latent(network, lambda z: latent.update(z=z), self.layer)
                 with capture if use_channels else contextlib.nullcontext():
                     logits = model_logits(network(adv))
-                predicted = logits.detach().argmax(dim=1)
+                predicted = predicted_classes(logits.detach())
+                # one log-softmax serves both terms; their weights never overlap (inside/outside)
+                maps = (targets, clean) if self.outside_weight else (targets,)
+                inside_ce, *outside_ce = pixel_cross_entropies(logits, *maps)
                 # untargeted only: a targeted pixel that reached its target must be held there
                 done_weight = 1.0 if self.targeted else self.done_weight
                 inside_scale = torch.where(predicted != targets, done_weight, 1.0)
-                loss = sign * weighted_cross_entropy(logits, targets, inside_w * inside_scale)
+                loss = sign * weighted_sum(inside_ce, inside_w * inside_scale)
                 if self.outside_weight:
                     outside_scale = 1.0 + self.flipped_weight * (predicted != clean).float()
-                    loss = loss - self.outside_weight * weighted_cross_entropy(
-                        logits, clean, outside_w * outside_scale
+                    loss = loss - self.outside_weight * weighted_sum(
+                        outside_ce[0], outside_w * outside_scale
                     )
             if use_channels:
                 z = latent["z"] if use_segmentation else latent_of(network, adv, self.layer)

@@ -19,7 +19,7 @@ from regionattack._checks import IGNORE_INDEX
 from regionattack._state import frozen
 from regionattack.ablation import ablate_channels, ablated_predictions
 from regionattack.bench.distributed import Workers
-from regionattack.latent import find_layer
+from regionattack.latent import find_layer, predicted_classes
 from regionattack.metrics import (
     ConfusionMatrix,
     RegionMIoU,
@@ -144,7 +144,7 @@ def evaluate_clean(setting: Setting) -> MaskedConfusions:
     confusions = MaskedConfusions(setting.num_classes, setting.masks)
     with frozen(setting.model), torch.no_grad():
         for images, labels in setting.iterate("clean"):
-            confusions.update(setting.model(images).argmax(1), labels)
+            confusions.update(predicted_classes(setting.model(images)), labels)
     return confusions.reduce(setting.workers)
 
 
@@ -223,7 +223,7 @@ def _naive_seconds(model: nn.Module, images: torch.Tensor, channel_sets: list) -
         start = time.perf_counter()
         for channels in channel_sets:
             with ablate_channels(model, channels):
-                model(images).argmax(1)
+                predicted_classes(model(images))
     return (time.perf_counter() - start) / len(channel_sets)
 
 
@@ -271,14 +271,14 @@ def run_attack(
     inside = region.to(setting.workers.device)
     for images, labels in setting.iterate(description, max_images):
         with torch.no_grad():
-            clean = setting.model(images).argmax(1)
+            clean = predicted_classes(setting.model(images))
         given = torch.where(labels == IGNORE_INDEX, clean, labels) if whole_image_labels else labels
         torch.manual_seed(seed)
         start = time.perf_counter()
         adversarial = attack(images, given)
         seconds += time.perf_counter() - start
         with torch.no_grad():
-            preds = setting.model(adversarial).argmax(1)
+            preds = predicted_classes(setting.model(adversarial))
         clean_counts.update(clean, labels)
         attacked_counts.update(preds, labels)
         valid = labels != IGNORE_INDEX
@@ -406,7 +406,7 @@ def ranking_fidelity(
     seen = 0
     for images, _ in setting.iterate("ranking fidelity"):
         with frozen(setting.model), torch.no_grad():
-            clean = setting.model(images).argmax(1)
+            clean = predicted_classes(setting.model(images))
         weights = mean_weights(cells[:, None], torch.ones_like(clean, dtype=torch.bool))
 
         def cell_losses(logits: torch.Tensor, weights=weights, clean=clean) -> torch.Tensor:
