@@ -71,7 +71,7 @@ from tqdm import tqdm
 
 from regionattack.ablation import ablate_channels, ablated_predictions
 from regionattack.attacks import RegionAttack
-from regionattack.cli import parse_option, parse_size
+from regionattack.cli import add_option_argument, parse_size
 from regionattack.demo import IMAGENET_MEAN, IMAGENET_STD
 from regionattack.latent import find_layer, latent_of, model_logits, predicted_classes
 from regionattack.models import build_model
@@ -123,14 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="benchmarks/perf.py", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--model", default="smp:DeepLabV3:resnet18", help="see build_model")
-    parser.add_argument(
-        "--option",
-        type=parse_option,
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="model constructor option, repeatable (e.g. encoder_output_stride=16)",
-    )
+    add_option_argument(parser)
     parser.add_argument("--num-classes", type=int, default=11)
     parser.add_argument("--size", type=parse_size, default=(176, 240), help="HEIGHTxWIDTH")
     parser.add_argument("--batch-size", type=int, default=8)

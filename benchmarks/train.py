@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from regionattack.cli import parse_floats, parse_option, parse_size
+from regionattack.cli import add_option_argument, parse_floats, parse_size
 from regionattack.data import DATASETS, check_size_divisible, load_dataset
 from regionattack.defenses import PADDING_MODES, AugShift, padding_modes, set_padding
 from regionattack.demo import IMAGENET_MEAN, IMAGENET_STD
@@ -54,14 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split", default="train", help="training split (default: train)")
     parser.add_argument("--eval-split", default="val", help="split to report mIoU on ('' for none)")
     parser.add_argument("--model", default="smp:DeepLabV3:resnet18", help="see build_model")
-    parser.add_argument(
-        "--option",
-        type=parse_option,
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="model constructor option, repeatable (e.g. encoder_output_stride=16)",
-    )
+    add_option_argument(parser)
     parser.add_argument("--stride", type=int, default=16, help="the model's output stride")
     parser.add_argument("--size", type=parse_size, default=(176, 240), help="HEIGHTxWIDTH")
     parser.add_argument("--mean", type=parse_floats, default=IMAGENET_MEAN)

@@ -46,6 +46,18 @@ def parse_option(text: str) -> tuple[str, object]:
         return name, value
 
 
+def add_option_argument(parser: argparse.ArgumentParser, what: str = "model") -> None:
+    """Add the repeatable ``--option NAME=VALUE`` (a constructor option of the model) to ``parser``."""
+    parser.add_argument(
+        "--option",
+        type=parse_option,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help=f"constructor option of the {what}, repeatable (e.g. encoder_output_stride=16)",
+    )
+
+
 def _demo_size(text: str) -> tuple[int, int]:
     height, width = parse_size(text)
     if height < 16 or width < 16 or height % 16 or width % 16:
@@ -120,14 +132,7 @@ def _add_bench(commands) -> None:
         "(default: the architecture recorded in --checkpoint)",
     )
     bench.add_argument("--num-classes", type=int, help="classes of --model")
-    bench.add_argument(
-        "--option",
-        type=parse_option,
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="constructor option of --model, repeatable (e.g. encoder_output_stride=16)",
-    )
+    add_option_argument(bench, "--model")
     bench.add_argument(
         "--checkpoint",
         help="weights: a state_dict, or a dict holding one under state_dict/model_state/model",

@@ -49,6 +49,9 @@ def test_every_measurement_for_every_model_and_the_models_are_left_as_they_were(
         assert 0 <= result["probe"]["accuracy"] <= 1
         assert len(result["ablation"]["random"]) == 3
         assert result["ablation"]["k"] == 2  # ceil(0.25 * 8)
+        shift = result["shift"]
+        assert shift["ratio"] == pytest.approx(shift["mse"] / (2 * shift["image_variance"]))
+        assert shift["ratio"] > 0
     assert report.settings["channels"] == 8
     assert set(report.seconds) >= {"trained/clean", "untrained/attack/PGD/8"}
 
@@ -98,7 +101,7 @@ def test_results_are_written_and_a_rerun_resumes_without_recomputing(
     out = tmp_path / "defense"
     first = evaluate_defense(models, data, eps=(8,), out=out, **FAST)
     results = json.loads((out / "results.json").read_text())
-    assert set(results["units"]) >= {"trained/clean", "untrained/probe_permuted"}
+    assert set(results["units"]) >= {"trained/clean", "untrained/probe_permuted", "trained/shift"}
     report = (out / "report.md").read_text()
     assert report.count("\n| trained |") == 1 and report.count("\n| untrained |") == 1
     assert (out / "defenses.png").stat().st_size > 10_000
@@ -208,3 +211,18 @@ def test_the_benchmark_script_rebuilds_checkpoints_with_their_padding(tmp_path):
         timeout=300,
     )
     assert refused.returncode == 2 and "defenses: error" in refused.stderr
+
+
+def test_shift_sensitivity_is_zero_when_shifts_change_nothing():
+    """Flat images look the same however they are shifted: their pooled latents do not move."""
+    from regionattack.bench.defense import _shift_sensitivity
+    from regionattack.bench.experiments import Setting
+
+    model = TinySegmenter(num_classes=3, latent_channels=8).eval()
+    flat = torch.rand(8, 3, 1, 1, generator=torch.Generator().manual_seed(0)).expand(8, 3, 16, 16)
+    setting = Setting(model, lambda limit=None: [], 3, {})
+    result = _shift_sensitivity(setting, flat.contiguous(), {"seed": 0})
+    assert result["mse"] == pytest.approx(0.0, abs=1e-10)
+    assert result["image_variance"] > 0 and result["ratio"] == pytest.approx(0.0, abs=1e-6)
+    textured = torch.rand(8, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    assert _shift_sensitivity(setting, textured, {"seed": 0})["ratio"] > 0.01

@@ -5,6 +5,9 @@ trained with a defense, e.g. AugShift or reflection padding) over the same image
 
 * clean mIoU (all pixels, inside and outside the attacked region);
 * the position probe (:func:`regionattack.probe.position_readout`), plain and PermuteNet;
+* shift sensitivity: how far the pooled latent moves when the image is shifted (AugShift's
+  penalty on the probe images, :func:`regionattack.defenses.augshift_loss`), relative to how far
+  it moves between two different images;
 * mIoU with the top-k flip- and gradient-ranked channels zeroed vs k random channels;
 * each attack at each radius: mIoU inside and outside the region, specificity (drop inside /
   drop outside); ``PGD`` is torchattacks' whole-image PGD, measured the same way.
@@ -56,7 +59,7 @@ class DefenseReport:
 
     Attributes:
         settings: The evaluation's settings (images, region, eps, k, ...).
-        models: ``{name: {"clean", "probe", "probe_permuted", "ablation", "attacks"}}``.
+        models: ``{name: {"clean", "probe", "probe_permuted", "shift", "ablation", "attacks"}}``.
         seconds: Wall-clock seconds of each unit (``"<model>/clean"``, ``"<model>/attack/PGD/8"``
             ...), as measured when it ran (a resumed run keeps the earlier timings).
     """
@@ -72,7 +75,7 @@ class DefenseReport:
     def table(self) -> str:
         """A Markdown table: one row per model, the headline numbers as columns."""
         eps = self.settings["eps"]
-        header = ["model", "clean mIoU", "probe acc", "probe acc (permuted)"]
+        header = ["model", "clean mIoU", "probe acc", "probe acc (permuted)", "shift sensitivity"]
         header += ["top-k flip", "top-k gradient", "random k"]
         for name in self.settings["attacks"]:
             for radius in eps:
@@ -87,6 +90,7 @@ class DefenseReport:
                 _f(result["clean"]["miou"]),
                 _f(result["probe"]["accuracy"], 2),
                 _f(result["probe_permuted"]["accuracy"], 2),
+                _f(result["shift"]["ratio"], 2),
                 _f(ablation["flip"]),
                 _f(ablation["gradient"]),
                 f"{_f(ablation['random_mean'])} ± {_f(ablation['random_std'])}",
@@ -105,7 +109,7 @@ class DefenseReport:
         return "\n".join("| " + " | ".join(row) + " |" for row in rows)
 
     def plot(self, path: str | Path | None = None) -> Any:
-        """Four panels: probe accuracy, mIoU drop under top-k zeroing, region attacks and PGD vs eps.
+        """Draw probe accuracy, shift sensitivity, top-k zeroing, region attacks and PGD vs eps.
 
         Eps 0 on the attack panels is the clean prediction of the attacked images.
 
@@ -114,8 +118,8 @@ class DefenseReport:
         """
         from matplotlib.figure import Figure
 
-        fig = Figure(figsize=(15, 3.6))
-        probe, ablation, region, pgd = fig.subplots(1, 4)
+        fig = Figure(figsize=(18, 3.6))
+        probe, shift, ablation, region, pgd = fig.subplots(1, 5)
         names = list(self.models)
         positions = torch.arange(len(names)).tolist()
         width = 0.38
@@ -125,6 +129,9 @@ class DefenseReport:
             probe.bar([p + offset * width / 2 for p in positions], values, width, label=label)
         probe.axhline(chance, color="k", ls="--", lw=0.8, label="chance")
         probe.set(title="position probe (held-out)", ylabel="accuracy", ylim=(0, 1))
+        shift.bar(positions, [self.models[n]["shift"]["ratio"] for n in names], width)
+        shift.axhline(1, color="k", ls="--", lw=0.8, label="= another image")
+        shift.set(title="shift sensitivity of the pooled latent", ylabel="shift / image distance")
         bars = (("flip", "top-k flip"), ("gradient", "top-k gradient"), ("random_mean", "random"))
         for index, (key, label) in enumerate(bars):
             drops = [
@@ -133,9 +140,9 @@ class DefenseReport:
             errors = None
             if key == "random_mean":
                 errors = [self.models[n]["ablation"]["random_std"] for n in names]
-            shift = (index - 1) * width * 2 / 3
+            offset = (index - 1) * width * 2 / 3
             ablation.bar(
-                [p + shift for p in positions], drops, width * 2 / 3, yerr=errors, label=label
+                [p + offset for p in positions], drops, width * 2 / 3, yerr=errors, label=label
             )
         ablation.axhline(0, color="gray", lw=0.5)
         ablation.set(title=f"{self.settings['k']} channels zeroed", ylabel="mIoU drop")
@@ -164,9 +171,9 @@ class DefenseReport:
             title=f"region attacks ({self.settings['region']})", xlabel="eps (/255)", ylabel="mIoU"
         )
         pgd.set(title="whole-image PGD", xlabel="eps (/255)", ylabel="mIoU")
-        for ax in (probe, ablation):
+        for ax in (probe, shift, ablation):
             ax.set_xticks(positions, names, rotation=20, fontsize=8)
-        for ax in (probe, ablation, region, pgd):
+        for ax in (probe, shift, ablation, region, pgd):
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=6)
         fig.tight_layout()
@@ -186,6 +193,11 @@ class DefenseReport:
             f"{s['steps']} attack steps, top-k zeroing with k = {s['k']} of {s['channels']} "
             f"channels vs {s['random_draws']} random draws, probe on {s['probe_images']} images "
             f"({s['probe_grid']}x{s['probe_grid']} grid, chance {1 / s['probe_grid'] ** 2:.2f}).",
+            "Shift sensitivity: mean squared distance between the pooled latents of two views of "
+            "an image shifted by up to 25%, over the same distance between two different images "
+            "(0: shifts change nothing; 1: a shift moves the latent as far as a new image). "
+            "Attack cells: mIoU inside / outside the region (specificity = drop inside / drop "
+            "outside); PGD: whole-image mIoU.",
             "",
             self.table(),
             "",
@@ -308,7 +320,7 @@ def evaluate_defense(
         >>> report = evaluate_defense(nets, (images, labels), eps=(8,), steps=1, probe_images=6,
         ...                           probe_epochs=2, random_draws=1, progress=False)
         >>> sorted(report.models["a"])
-        ['ablation', 'attacks', 'clean', 'probe', 'probe_permuted']
+        ['ablation', 'attacks', 'clean', 'probe', 'probe_permuted', 'shift']
         >>> nets["b"].training  # left as it was
         True
     """
@@ -426,6 +438,9 @@ def _evaluate_model(name, setting: Setting, measure, settings: dict, mask) -> di
             ).to_dict(),
         )
         result[key] = {k: probe[k] for k in ("accuracy", "chance", "per_cell_accuracy")}
+    result["shift"] = measure(
+        f"{name}/shift", lambda: _shift_sensitivity(setting, probe_batch, settings)
+    )
     result["ablation"] = measure(f"{name}/ablation", lambda: _top_k_vs_random(setting, settings))
     ranking = None
     if "PositionChannelAttack" in settings["attacks"]:
@@ -441,6 +456,35 @@ def _evaluate_model(name, setting: Setting, measure, settings: dict, mask) -> di
                 ),
             )
     return result
+
+
+def _shift_sensitivity(setting: Setting, images: torch.Tensor, settings: dict) -> dict[str, float]:
+    """AugShift's penalty on ``images`` over twice the across-image variance of the pooled latent.
+
+    The penalty is the mean squared distance between the pooled latents of two views of the same
+    image shifted by up to a quarter of its size; two *different* images are on average
+    ``2 * variance`` apart. A ratio of 0 means the pooled latent ignores shifts; 1 means a shift
+    moves it as far as changing the image does. Being a ratio, it cannot be lowered by shrinking
+    the latent.
+    """
+    from regionattack.defenses import augshift_loss
+
+    generator = torch.Generator(images.device).manual_seed(settings["seed"])
+    chunks = images.split(16)
+    with torch.no_grad():
+        mse = sum(
+            float(augshift_loss(setting.model, chunk, max_shift=0.25, generator=generator))
+            * len(chunk)
+            for chunk in chunks
+        ) / len(images)
+        pooled = torch.cat([latent_of(setting.model, chunk).mean(dim=(2, 3)) for chunk in chunks])
+    variance = float(pooled.var(dim=0, unbiased=False).mean())
+    return {
+        "mse": mse,
+        "image_variance": variance,
+        "ratio": mse / max(2 * variance, 1e-12),
+        "max_shift": 0.25,
+    }
 
 
 def _top_k_vs_random(setting: Setting, settings: dict) -> dict[str, Any]:
