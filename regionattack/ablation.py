@@ -224,8 +224,17 @@ def ablate_channels(
 
 
 @contextlib.contextmanager
-def _replay_layer(module: nn.Module, output: object) -> Iterator[None]:
-    """Within the block, ``module`` returns ``output`` instead of computing it (restored on exit)."""
+def replay_layer(module: nn.Module, output: object) -> Iterator[None]:
+    """Within the block, ``module`` returns ``output`` instead of computing it (restored on exit).
+
+    Example:
+        >>> layer = nn.Identity()
+        >>> with replay_layer(layer, torch.zeros(1)):
+        ...     layer(torch.ones(1)).tolist()
+        [0.0]
+        >>> layer(torch.ones(1)).tolist()
+        [1.0]
+    """
     had_own_forward = "forward" in module.__dict__
     own_forward = module.__dict__.get("forward")
     module.forward = lambda *args, **kwargs: output  # type: ignore[method-assign]
@@ -286,7 +295,7 @@ def ablated_predictions(
         output = layer_output(model, images, layer)
         latent = select_latent(output)
         masks = [channel_mask(s, latent.shape[1], latent.shape[0]) for s in selections]
-        with _replay_layer(module, output):
+        with replay_layer(module, output):
             for mask in masks:
                 with edit_latent(model, lambda z, m=mask: ablate(z, m, mode), layer):
                     logits = model_logits(model(images))

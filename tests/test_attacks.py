@@ -343,3 +343,31 @@ def test_shared_log_softmax_cross_entropies_equal_pixel_loss(generator):
         for ce in (shared, apart)
     ]
     assert torch.equal(*grads)
+
+
+@pytest.mark.parametrize("objective", ["both", "channels"])
+def test_ranking_on_the_batch_reuses_the_clean_pass(tiny_segmenter, images, objective):
+    """The channels ranked on the batch come from the clean forward pass: the encoder runs once
+    for the clean prediction and once per step, and the result is that of the plain ranking."""
+    from regionattack.ranking import gradient_effects, region_scores
+
+    calls = []
+    first = tiny_segmenter.encoder[0]  # runs only when the encoder computes (not when replayed)
+    hook = first.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        adv = RegionAttack(tiny_segmenter, "left", objective=objective, k=2, steps=3, seed=0)(
+            images
+        )
+    finally:
+        hook.remove()
+    assert len(calls) == 1 + 3  # was 1 + 1 (clean latent) + 1 (ranking) + 3
+    with torch.no_grad():
+        clean = tiny_segmenter(images).argmax(dim=1)
+    inside = regions.named("left", (16, 16))[None].expand(4, -1, -1)
+    weights = mean_weights(torch.stack([inside, ~inside]), torch.ones_like(clean, dtype=torch.bool))
+    effects = gradient_effects(tiny_segmenter, images, weights, targets=clean)
+    chosen = region_scores(effects[:, 0], effects[:, 1]).topk(2, dim=1).indices
+    given = RegionAttack(
+        tiny_segmenter, "left", objective=objective, channels=chosen, steps=3, seed=0
+    )
+    assert torch.equal(adv, given(images))

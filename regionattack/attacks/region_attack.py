@@ -8,14 +8,21 @@ import torch
 from torch import nn
 
 from regionattack._checks import IGNORE_INDEX, check_choice, check_k, check_nonnegative_float
-from regionattack.ablation import ChannelsLike, ablate, channel_mask
+from regionattack.ablation import ChannelsLike, ablate, channel_mask, replay_layer
 from regionattack.attacks.base import SegmentationAttack
 from regionattack.attacks.objectives import (
     channel_distance,
     pixel_cross_entropies,
     weighted_sum,
 )
-from regionattack.latent import edit_latent, find_layer, latent_of, model_logits, predicted_classes
+from regionattack.latent import (
+    edit_latent,
+    find_layer,
+    latent_of,
+    model_logits,
+    predicted_classes,
+    select_latent,
+)
 from regionattack.ranking import (
     ChannelRanking,
     default_k,
@@ -141,8 +148,13 @@ class RegionAttack(SegmentationAttack):
         inside: torch.Tensor,
         valid: torch.Tensor,
         num_channels: int,
+        clean_layer_output: object | None = None,
     ) -> torch.Tensor:
-        """Return a (N or 1, K) bool mask of the channels to attack through."""
+        """Return a (N or 1, K) bool mask of the channels to attack through.
+
+        ``clean_layer_output`` (the latent layer's output on ``images``) spares the ranking on the
+        batch its own pass through the encoder: only the layers after the latent run again.
+        """
         network = self.network()
         if isinstance(self.channels, ChannelRanking):
             if self.channels.num_channels != num_channels:
@@ -155,7 +167,11 @@ class RegionAttack(SegmentationAttack):
             return channel_mask(self.channels, num_channels, images.shape[0])
         k = check_k(self.k, num_channels) if self.k is not None else default_k(num_channels)
         weights = mean_weights(torch.stack([inside, ~inside]), valid)
-        effects = gradient_effects(network, images, weights, targets=targets, layer=self.layer)
+        replay = contextlib.nullcontext()
+        if clean_layer_output is not None:
+            replay = replay_layer(find_layer(network, self.layer)[1], clean_layer_output)
+        with replay:
+            effects = gradient_effects(network, images, weights, targets=targets, layer=self.layer)
         scores = region_scores(effects[:, 0], effects[:, 1])
         return channel_mask(scores.topk(k, dim=1).indices, num_channels)
 
@@ -167,12 +183,22 @@ class RegionAttack(SegmentationAttack):
     ) -> torch.Tensor:
         """Return adversarial images; ``region`` overrides the attack's region for this batch."""
         original = images
-        images, labels, clean = self.prepare(images, labels)
+        use_segmentation = self.objective_name in ("segmentation", "both")
+        use_channels = self.objective_name in ("channels", "both")
+        network = self.network()
+        captured: dict[str, object] = {}
+        if use_channels:  # keep the latent layer's output of the clean forward pass
+            module = find_layer(network, self.layer)[1]
+            hook = module.register_forward_hook(lambda _m, _i, out: captured.update(out=out))
+            try:
+                images, labels, clean = self.prepare(images, labels)
+            finally:
+                hook.remove()
+        else:
+            images, labels, clean = self.prepare(images, labels)
         n, size = images.shape[0], tuple(images.shape[-2:])
         inside = as_mask(self.region if region is None else region, size, n, images.device)
         allowed = self.perturbation_mask(images)
-        use_segmentation = self.objective_name in ("segmentation", "both")
-        use_channels = self.objective_name in ("channels", "both")
         if use_segmentation:
             targets = self.attack_targets(images, labels, clean)
         else:  # the channel term needs no target map, only targets to rank channels against
@@ -181,13 +207,16 @@ class RegionAttack(SegmentationAttack):
             torch.ones_like(clean, dtype=torch.bool) if labels is None else labels != IGNORE_INDEX
         )
         inside_w, outside_w = mean_weights(torch.stack([inside, ~inside]), valid)
-        network = self.network()
         sign = -1.0 if self.targeted else 1.0
         if use_channels:
-            with torch.no_grad():
-                clean_latent = latent_of(network, images, self.layer)
+            clean_latent = select_latent(captured["out"])
             selected = self.select_channels(
-                images, clean if self.targeted else targets, inside, valid, clean_latent.shape[1]
+                images,
+                clean if self.targeted else targets,
+                inside,
+                valid,
+                clean_latent.shape[1],
+                captured["out"],
             )
             ablated = ablate(clean_latent, selected)
             energy = channel_distance(
