@@ -503,11 +503,13 @@ def attack_calls(bench: Bench, images: torch.Tensor, labels: torch.Tensor) -> Ca
     pgd = torchattacks.PGD(model, **common, random_start=True)
     with torch.no_grad():
         logits = model_logits(model(images))
+    channels_last = images.contiguous(memory_format=torch.channels_last)  # the model is untouched
     return {
         "pgd": lambda: pgd(images, labels),
         "region": lambda: region(images, labels),
         "region_both": lambda: both(images, labels),
         "floor": lambda: attack_floor(model, images, labels, steps),
+        "floor_channels_last": lambda: attack_floor(model, channels_last, labels, steps),
         "argmax": lambda: logits.argmax(dim=1),
         "predicted_classes": lambda: predicted_classes(logits),
     }
@@ -605,6 +607,7 @@ def run_attack(bench: Bench) -> dict:
             compare(results, "region_both", "pgd"),
             compare(results, "floor", "pgd"),
             compare(results, "region", "floor"),
+            compare(results, "floor_channels_last", "floor"),
             compare(results, "predicted_classes", "argmax"),
         ],
     }

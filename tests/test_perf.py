@@ -112,6 +112,7 @@ def test_attack_section(tiny_run):
         "region",
         "region_both",
         "floor",
+        "floor_channels_last",
         "argmax",
         "predicted_classes",
     }
