@@ -216,7 +216,7 @@ class RegionAttack(SegmentationAttack):
                 inside,
                 valid,
                 clean_latent.shape[1],
-                captured["out"],
+                captured.pop("out"),  # released here: the encoder's other features are large
             )
             ablated = ablate(clean_latent, selected)
             energy = channel_distance(
