@@ -1,4 +1,4 @@
-"""Input validation shared by the public entry points.
+"""Input validation shared by the public entry points (and where a model's tensors live).
 
 Every check raises ``ValueError`` (``TypeError`` for a wrong type) naming what was expected and what
 arrived. Checks are never switched off and never use ``assert``.
@@ -11,6 +11,18 @@ from collections.abc import Sequence
 import torch
 
 IGNORE_INDEX = 255
+
+
+def model_device(model: torch.nn.Module, fallback: torch.device) -> torch.device:
+    """The device of the model's first parameter (else buffer); ``fallback`` when it has neither.
+
+    Example:
+        >>> model_device(torch.nn.Identity(), torch.device("cpu"))
+        device(type='cpu')
+    """
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return fallback
 
 
 def check_tensor(value: object, name: str) -> torch.Tensor:

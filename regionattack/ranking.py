@@ -37,6 +37,7 @@ from regionattack._checks import (
     check_k,
     check_labels,
     check_positive_int,
+    model_device,
 )
 from regionattack._state import frozen
 from regionattack.latent import edit_latent, find_layer, latent_of, model_logits, predicted_classes
@@ -132,10 +133,6 @@ class ChannelRanking:
             record["layer"],
             int(record["num_images"]),
         )
-
-
-def _model_device(model: nn.Module, fallback: torch.device) -> torch.device:
-    return next(iter(model.parameters()), torch.empty(0, device=fallback)).device
 
 
 def iterate_batches(
@@ -430,7 +427,7 @@ def channel_statistics(
     total: torch.Tensor | None = None
     seen = 0
     for images, batch_labels in iterate_batches(data, labels, max_images, batch_size):
-        images = images.to(_model_device(model, images.device))
+        images = images.to(model_device(model, images.device))
         if method == "flip":
             diffs = flip_differences(
                 model, images, layer=layer, vertical=region in ("top", "bottom")

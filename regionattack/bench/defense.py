@@ -31,6 +31,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
+from regionattack._checks import model_device
 from regionattack._state import frozen
 from regionattack.bench.distributed import Workers
 from regionattack.bench.experiments import (
@@ -337,7 +338,7 @@ def evaluate_defense(
     mask = region_mask(region, size)  # checks the name
     if not 6 <= probe_images <= count:  # the probe holds out 30% and needs 2 in each split
         raise ValueError(f"probe_images must be in [6, {count}] (the evaluated images)")
-    device = _device_of(next(iter(models.values())))
+    device = model_device(next(iter(models.values())), torch.device("cpu"))
     num_classes, num_channels = _shapes(models, first_image.to(device))
     k = max(1, math.ceil(k_fraction * num_channels))
     settings = {
@@ -394,13 +395,6 @@ def evaluate_defense(
     return report
 
 
-def _device_of(model: nn.Module) -> torch.device:
-    tensor = next(model.parameters(), None)
-    if tensor is None:
-        tensor = next(model.buffers(), None)
-    return torch.device("cpu") if tensor is None else tensor.device
-
-
 def _shapes(models: dict[str, nn.Module], image: torch.Tensor) -> tuple[int, int]:
     """Classes and latent channels, the same for every model."""
     found = set()
@@ -442,9 +436,15 @@ def _evaluate_model(name, setting: Setting, measure, settings: dict, mask) -> di
         f"{name}/shift", lambda: _shift_sensitivity(setting, probe_batch, settings)
     )
     result["ablation"] = measure(f"{name}/ablation", lambda: _top_k_vs_random(setting, settings))
-    ranking = None
-    if "PositionChannelAttack" in settings["attacks"]:
-        ranking = rank(setting, "gradient", mask)
+    rankings: dict[str, object] = {}  # the region's ranking, made only if an attack unit needs it
+
+    def region_ranking(attack_name: str):
+        if attack_name != "PositionChannelAttack":
+            return None
+        if "region" not in rankings:
+            rankings["region"] = rank(setting, "gradient", mask)
+        return rankings["region"]
+
     result["attacks"] = {}
     for attack_name in settings["attacks"]:
         for radius in settings["eps"]:
@@ -452,7 +452,7 @@ def _evaluate_model(name, setting: Setting, measure, settings: dict, mask) -> di
             result["attacks"][key] = measure(
                 f"{name}/attack/{key}",
                 lambda attack_name=attack_name, radius=radius: _attack(
-                    setting, attack_name, radius, ranking, settings, mask
+                    setting, attack_name, radius, region_ranking(attack_name), settings, mask
                 ),
             )
     return result
