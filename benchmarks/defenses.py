@@ -26,7 +26,7 @@ import torch
 
 from regionattack.bench.defense import DEFENSE_ATTACKS, evaluate_defense
 from regionattack.bench.experiments import ATTACKS, REGION_NAMES
-from regionattack.cli import parse_size
+from regionattack.cli import parse_radius, parse_size
 from regionattack.data import DATASETS, check_size_divisible, load_dataset
 from regionattack.models import build_from_checkpoint
 
@@ -59,7 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--attack-images", type=int, default=None)
     parser.add_argument("--probe-images", type=int, default=64)
     parser.add_argument("--attacks", nargs="+", choices=ATTACKS, default=list(DEFENSE_ATTACKS))
-    parser.add_argument("--eps", type=int, nargs="+", default=[2, 4, 8], help="in 1/255 units")
+    parser.add_argument(
+        "--eps",
+        type=parse_radius,
+        nargs="+",
+        default=[2 / 255, 4 / 255, 8 / 255],
+        help="L-inf radii for images in [0, 1]: 8/255 or 0.0314 (default: 2/255 4/255 8/255)",
+    )
     parser.add_argument("--region", choices=REGION_NAMES, default="left")
     parser.add_argument("--attack-steps", type=int, default=10)
     parser.add_argument("--k-fraction", type=float, default=0.05)

@@ -47,11 +47,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import json
-import math
 import os
-import platform
 import shlex
 import statistics
 import subprocess
@@ -69,13 +66,15 @@ import torchattacks
 from torch import nn
 from tqdm import tqdm
 
+from regionattack._files import write_atomic
 from regionattack.ablation import ablate_channels, ablated_predictions
 from regionattack.attacks import RegionAttack
+from regionattack.bench.environment import environment
+from regionattack.bench.experiments import ablation_ks, channel_selections
 from regionattack.cli import add_option_argument, parse_size
-from regionattack.demo import IMAGENET_MEAN, IMAGENET_STD
 from regionattack.latent import find_layer, latent_of, model_logits, predicted_classes
 from regionattack.models import build_model
-from regionattack.normalization import unwrap, with_normalization
+from regionattack.normalization import IMAGENET_MEAN, IMAGENET_STD, unwrap, with_normalization
 from regionattack.ranking import rank_channels
 
 SECTIONS = ("attack", "ranking", "sweep", "scaling")
@@ -556,17 +555,24 @@ def sweep_selections(bench: Bench, images: torch.Tensor) -> tuple[list[dict], li
             for method in ("flip", "gradient")
         }
     num_channels = rankings["flip"].num_channels
-    described, selections = [], []
-    for fraction in K_FRACTIONS:
-        k = max(1, math.ceil(fraction * num_channels))
-        for method, ranking in rankings.items():
-            described.append({"k": k, "channels": f"{method} top-k"})
-            selections.append(ranking.top(k))
-        for draw in range(RANDOM_DRAWS):
-            generator = torch.Generator().manual_seed(bench.args.seed + draw)
-            described.append({"k": k, "channels": f"random draw {draw}"})
-            selections.append(torch.randperm(num_channels, generator=generator)[:k])
-    return described, selections
+    chosen = channel_selections(
+        [("overall", ranking) for ranking in rankings.values()],
+        ablation_ks(num_channels, K_FRACTIONS),
+        num_channels,
+        random_draws=RANDOM_DRAWS,
+        seed=bench.args.seed,
+        include_clean=False,
+    )
+    described = [
+        {
+            "k": s.k,
+            "channels": f"{s.ranking} top-k"
+            if s.ranking != "random"
+            else f"random draw {s.seed - bench.args.seed}",
+        }
+        for s in chosen
+    ]
+    return described, [s.channels for s in chosen]
 
 
 def naive_sweep(model: nn.Module, images: torch.Tensor, selections: list) -> list[torch.Tensor]:
@@ -697,42 +703,10 @@ RUNNERS = {"attack": run_attack, "ranking": run_ranking, "sweep": run_sweep, "sc
 
 
 # ---------------------------------------------------------------------------------- reporting
-def environment(bench: Bench) -> dict:
+def run_environment(bench: Bench) -> dict:
     """Versions, device, threads, commit, command and date of this run."""
-    device = bench.device
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(REPO), "describe", "--always", "--dirty", "--abbrev=40"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = None
-    return {
-        "torch": str(torch.__version__),
-        "torchattacks": getattr(torchattacks, "__version__", None),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "device": str(device),
-        "device_name": name,
-        "cuda": torch.version.cuda,
-        "cpu_count": os.cpu_count(),
-        "threads": torch.get_num_threads(),
-        "commit": commit,
-        "command": shlex.join(["python", "benchmarks/perf.py", *bench.argv]),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
-
-
-def cpu_name() -> str:
-    """The CPU's model name from /proc/cpuinfo, else what ``platform`` knows."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    return platform.processor() or platform.machine()
+    command = shlex.join(["python", "benchmarks/perf.py", *bench.argv])
+    return environment(bench.device, command=command)
 
 
 def settings(args: argparse.Namespace) -> dict:
@@ -825,7 +799,7 @@ def markdown(results: dict) -> str:
         "",
         f"`{env['command']}`",
         "",
-        f"{env['date']}, torch {env['torch']}, {env['device']} ({env['device_name']}), "
+        f"{env['date']}, torch {env['torch']}, {env['device']} ({env['processor']}), "
         f"{env['threads']} threads, commit {env['commit']}",
     ]
     for name, section in results["sections"].items():
@@ -841,28 +815,18 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def run_sections(bench: Bench) -> int:
     """Run the chosen sections; print the tables; write JSON and Markdown."""
     args = bench.args
-    results = {"environment": environment(bench), "settings": settings(args), "sections": {}}
+    results = {"environment": run_environment(bench), "settings": settings(args), "sections": {}}
     for name in args.sections:
         results["sections"][name] = RUNNERS[name](bench)
     report = markdown(results)
     print(report)
     if args.out:
         out = Path(args.out)
-        write_atomically(out, json.dumps(results, indent=1) + "\n")
-        write_atomically(
-            out.with_suffix(".md") if out.suffix == ".json" else Path(f"{out}.md"), report
-        )
+        write_atomic(out, json.dumps(results, indent=1) + "\n")
+        write_atomic(out.with_suffix(".md") if out.suffix == ".json" else Path(f"{out}.md"), report)
     return 0
 
 

@@ -12,15 +12,14 @@ validation set in each half.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from regionattack import ablate_channels, rank_channels, regions
+from regionattack._files import write_json
+from regionattack.bench.environment import environment
 from regionattack.demo import DemoConfig, load_data, trained_model
 
 
@@ -84,15 +83,11 @@ def main() -> None:
         "rows": rows,
         "meta": {
             "model": info,
-            "torch": torch.__version__,
-            "machine": platform.machine(),
-            "threads": torch.get_num_threads(),
+            "environment": environment(),
             "seconds": time.perf_counter() - start,
-            "date": time.strftime("%Y-%m-%d"),
         },
     }
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(result, indent=2))
+    write_json(args.json, result, indent=2)
 
 
 if __name__ == "__main__":

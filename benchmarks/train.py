@@ -38,10 +38,9 @@ import torch
 from regionattack.cli import add_option_argument, parse_floats, parse_size
 from regionattack.data import DATASETS, check_size_divisible, load_dataset
 from regionattack.defenses import PADDING_MODES, AugShift, padding_modes, set_padding
-from regionattack.demo import IMAGENET_MEAN, IMAGENET_STD
 from regionattack.metrics import ConfusionMatrix
 from regionattack.models import build_model, save_checkpoint, train_segmenter
-from regionattack.normalization import with_normalization
+from regionattack.normalization import IMAGENET_MEAN, IMAGENET_STD, with_normalization
 
 logger = logging.getLogger("regionattack.train")
 

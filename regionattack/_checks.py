@@ -6,6 +6,7 @@ arrived. Checks are never switched off and never use ``assert``.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 import torch
@@ -86,12 +87,45 @@ def check_labels_in_range(labels: torch.Tensor, num_classes: int, name: str = "l
         )
 
 
+def check_logits(
+    logits: torch.Tensor, images: torch.Tensor, labels: torch.Tensor | None = None
+) -> None:
+    """Check a model's (N, K, h, w) logits: at the images' size, and ``labels`` valid classes.
+
+    Raises:
+        ValueError: If the logits are not at the images' (H, W) or a label is not one of the K
+            classes (or the ignore index).
+
+    Example:
+        >>> check_logits(torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 2, 2))
+        Traceback (most recent call last):
+        ...
+        ValueError: model logits are (4, 4) but images are (2, 2); segmentation models must predict at input size
+    """
+    if logits.shape[-2:] != images.shape[-2:]:
+        raise ValueError(
+            f"model logits are {tuple(logits.shape[-2:])} but images are "
+            f"{tuple(images.shape[-2:])}; segmentation models must predict at input size"
+        )
+    if labels is not None:
+        check_labels_in_range(labels, logits.shape[1])
+
+
 def check_positive_int(value: object, name: str) -> int:
     """Return ``value`` as an int if it is a positive integer."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int; got {type(value).__name__}")
     if value <= 0:
         raise ValueError(f"{name} must be positive; got {value}")
+    return value
+
+
+def check_nonnegative_int(value: object, name: str) -> int:
+    """Return ``value`` if it is an integer >= 0 (a count that may be zero; bool is refused)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int; got {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0; got {value}")
     return value
 
 
@@ -103,6 +137,74 @@ def check_nonnegative_float(value: object, name: str) -> float:
     if not value >= 0 or value == float("inf"):
         raise ValueError(f"{name} must be a finite number >= 0; got {value}")
     return value
+
+
+def check_radius(value: object, name: str, kind: str = "radius") -> float:
+    """Return ``value`` as a float if it is an L-inf ``kind`` in image units, a number in [0, 1].
+
+    Attacks perturb images in [0, 1], so a radius of 8 is a mistake for 8/255; the error says so.
+
+    Args:
+        value: The radius (or step size).
+        name: Argument name for the message (``"eps"``, ``"alpha"``).
+        kind: What the value is, for the message (``"radius"``, ``"step"``).
+
+    Raises:
+        TypeError: If ``value`` is not a number.
+        ValueError: If it is negative, not finite or above 1.
+
+    Example:
+        >>> round(check_radius(8 / 255, "eps"), 4)
+        0.0314
+        >>> check_radius(8, "eps")
+        Traceback (most recent call last):
+        ...
+        ValueError: eps is an L-inf radius in image units [0, 1]; got 8 (did you mean 8/255 = 0.0314?)
+    """
+    value = check_nonnegative_float(value, name)
+    if value > 1:
+        raise ValueError(
+            f"{name} is an L-inf {kind} in image units [0, 1]; got {value:g} "
+            f"(did you mean {value:g}/255 = {value / 255:.4f}?)"
+        )
+    return value
+
+
+def check_seed(seed: object, name: str = "seed") -> int | None:
+    """Return ``seed`` if it is None or an int a ``torch.Generator`` accepts (bool is refused).
+
+    Example:
+        >>> check_seed(0), check_seed(None)
+        (0, None)
+    """
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not hasattr(seed, "__index__") or isinstance(seed, torch.Tensor):
+        raise TypeError(f"{name} must be an int or None; got {type(seed).__name__}")
+    seed = int(seed.__index__())  # type: ignore[attr-defined]
+    if not -(2**63) <= seed < 2**64:
+        raise ValueError(f"{name} must lie in [-2**63, 2**64) (a torch.Generator seed); got {seed}")
+    return seed
+
+
+def state_digest(model: torch.nn.Module) -> str:
+    """Identity of a model's weights: SHA-256 (hex, first 16 digits) of its ``state_dict``.
+
+    Names and tensor bytes of every parameter and persistent buffer enter the hash, so two models
+    share a digest exactly when their state dicts are equal (same keys, dtypes and values). The
+    whole state is read once (copied to the CPU): call it once per model, not per step.
+
+    Example:
+        >>> net, twin = torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)
+        >>> _ = twin.load_state_dict(net.state_dict())
+        >>> len(state_digest(net)), state_digest(twin) == state_digest(net)
+        (16, True)
+    """
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()[:16]
 
 
 def check_choice(value: object, name: str, choices: Sequence[str]) -> str:

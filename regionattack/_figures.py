@@ -5,18 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import numpy as np
+import torch
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from regionattack import regions  # noqa: E402
+from regionattack import regions
 
 
 def plot_ablation(summary: list[dict], path: str | Path) -> None:
     """MIoU vs k for each ranking with a band for random-k; left/right for left-ranked channels."""
-    fig, (overall, halves) = plt.subplots(1, 2, figsize=(11, 4))
+    fig = Figure(figsize=(11, 4))
+    (overall, halves) = fig.subplots(1, 2)
     clean = next(r for r in summary if r["k"] == 0)
     for ranking, region, style in (("flip", "overall", "o-"), ("gradient", "overall", "s-")):
         rows = sorted(
@@ -65,11 +64,10 @@ def plot_ablation(summary: list[dict], path: str | Path) -> None:
     halves.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def _colorize(labels: torch.Tensor, num_classes: int) -> np.ndarray:
-    palette = plt.get_cmap("tab20")(np.linspace(0, 1, 20))[:, :3]
+    palette = matplotlib.colormaps["tab20"](np.linspace(0, 1, 20))[:, :3]
     array = labels.cpu().numpy()
     colors = palette[np.clip(array, 0, 19) % 20]
     colors[array == 255] = 0.0
@@ -89,9 +87,8 @@ def plot_attacks(
     """Image, labels, clean prediction and each attack's prediction, with the region outlined."""
     names = ["clean"] + [name for name in predictions if name != "clean"]
     rows = min(rows, images.shape[0])
-    fig, axes = plt.subplots(
-        rows, len(names) + 2, figsize=(2.2 * (len(names) + 2), 1.9 * rows), squeeze=False
-    )
+    fig = Figure(figsize=(2.2 * (len(names) + 2), 1.9 * rows))
+    axes = fig.subplots(rows, len(names) + 2, squeeze=False)
     mask = regions.as_mask(region, tuple(images.shape[-2:]))[0].numpy()
     # Spread the rows over the batch: consecutive video frames (CamVid) look alike.
     picks = torch.linspace(0, images.shape[0] - 1, rows).round().long().tolist()
@@ -108,4 +105,3 @@ def plot_attacks(
                 ax.set_title(title, fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)

@@ -5,10 +5,16 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
-from regionattack._checks import check_choice, check_images, check_nonnegative_float
+from regionattack._checks import (
+    check_choice,
+    check_images,
+    check_nonnegative_float,
+    check_seed,
+)
 from regionattack._state import frozen
 from regionattack.latent import (
     edit_latent,
@@ -22,11 +28,96 @@ from regionattack.ranking import ChannelRanking
 
 MODES = ("zero", "mean", "noise")
 
-ChannelsLike = Sequence[int] | torch.Tensor
+ChannelsLike = Sequence[int] | torch.Tensor | np.ndarray
+
+_CHANNEL_FORMS = (
+    "channel ids (a sequence of ints or an integer tensor, shared by the batch), per-sample ids "
+    "((N, k) tensor or nested list), or a bool (K,) / (N, K) mask"
+)
+
+
+def _channel_tensor(channels: object) -> torch.Tensor:
+    """``channels`` as a tensor (ids or bool mask); ``TypeError`` for anything else."""
+    _reject_ranking(channels)
+    if isinstance(channels, torch.Tensor):
+        ids = channels
+    elif isinstance(channels, (np.ndarray, Sequence)) and not isinstance(channels, (str, bytes)):
+        try:
+            ids = torch.as_tensor(channels)
+        except (TypeError, ValueError, RuntimeError) as error:
+            raise TypeError(
+                f"channels must be {_CHANNEL_FORMS}; got {channels!r:.80} ({error})"
+            ) from None
+    else:
+        raise TypeError(f"channels must be {_CHANNEL_FORMS}; got {type(channels).__name__}")
+    if ids.numel() and ids.dtype != torch.bool and (ids.is_floating_point() or ids.is_complex()):
+        raise TypeError(f"channel ids must be integers; got dtype {ids.dtype}")  # [] is float
+    return ids
+
+
+def check_channels(
+    channels: object, num_channels: int | None = None, *, allow_empty: bool = False
+) -> torch.Tensor:
+    """Check a channel selection; without ``num_channels``, as far as possible before it is known.
+
+    Args:
+        channels: The selection, see :func:`channel_mask`.
+        num_channels: The latent's channel count K, when known: ids must then be below it.
+        allow_empty: Accept a bool mask that selects nothing (an ablation that zeroes nothing:
+            the clean prediction, k = 0 in a sweep).
+
+    Returns:
+        The selection as a tensor: (k,) or (N, k) integer ids, or a (K,) / (N, K) bool mask.
+
+    Raises:
+        TypeError: If ``channels`` is a ranking (pass ``ranking.top(k)``), not a selection (a
+            string, a set, a ragged list ...), or holds non-integer ids.
+        ValueError: If the selection is empty (for any sample), has more than two dimensions or
+            holds an id out of range (negative, or from ``num_channels`` on).
+
+    Example:
+        >>> check_channels([3, 5]).tolist()
+        [3, 5]
+        >>> check_channels(torch.zeros(4, dtype=torch.bool))
+        Traceback (most recent call last):
+        ...
+        ValueError: channels select no channel (the mask is all False)
+    """
+    ids = _channel_tensor(channels)
+    if ids.numel() == 0:
+        raise ValueError(
+            f"channels must be a non-empty selection of channel ids; got shape {tuple(ids.shape)}"
+        )
+    if ids.ndim not in (1, 2):
+        raise ValueError(
+            f"channels must be (k,) / (N, k) ids or a (K,) / (N, K) mask; got shape "
+            f"{tuple(ids.shape)}"
+        )
+    if ids.dtype == torch.bool and not allow_empty:
+        empty = ~ids.any(dim=-1)
+        if ids.ndim == 1 and bool(empty):
+            raise ValueError("channels select no channel (the mask is all False)")
+        if ids.ndim == 2 and bool(empty.any()):
+            raise ValueError(
+                f"channels select no channel for sample(s) {empty.nonzero()[:, 0].tolist()}"
+            )
+    elif ids.dtype != torch.bool:
+        low, high = int(ids.min()), int(ids.max())
+        if num_channels is not None and (low < 0 or high >= num_channels):
+            raise ValueError(
+                f"channel ids must lie in [0, {num_channels}); got range [{low}, {high}]"
+            )
+        if low < 0:
+            raise ValueError(f"channel ids must be >= 0; got minimum {low}")
+    return ids
 
 
 def channel_mask(
-    channels: ChannelsLike, num_channels: int, batch: int | None = None
+    channels: ChannelsLike,
+    num_channels: int,
+    batch: int | None = None,
+    *,
+    allow_empty: bool = False,
 ) -> torch.Tensor:
     """Return a bool (N or 1, K) mask of the selected channels.
 
@@ -35,19 +126,19 @@ def channel_mask(
             2-D (N, k) tensor, or a bool (K,) / (N, K) mask.
         num_channels: The latent's channel count K.
         batch: Batch size a per-sample selection must match (None accepts any).
+        allow_empty: Accept an all-False mask (see :func:`check_channels`).
 
     Raises:
-        ValueError: If an id is out of range, the selection is empty or shapes disagree.
-        TypeError: If ``channels`` is a ranking (pass ``ranking.top(k)``) or not integer.
+        ValueError: If an id is out of range, the selection is empty (for any sample) or shapes
+            disagree.
+        TypeError: If ``channels`` is a ranking (pass ``ranking.top(k)``), not a selection (see
+            :func:`check_channels`) or not integer.
 
     Example:
         >>> channel_mask([0, 2], 4).int().tolist()
         [[1, 0, 1, 0]]
     """
-    _reject_ranking(channels)
-    ids = torch.as_tensor(channels)
-    if ids.numel() == 0:
-        raise ValueError("channels must be a non-empty selection of channel ids")
+    ids = check_channels(channels, num_channels, allow_empty=allow_empty)
     if ids.dtype == torch.bool:
         mask = ids if ids.ndim == 2 else ids[None]
         if mask.ndim != 2 or mask.shape[1] != num_channels:
@@ -56,15 +147,6 @@ def channel_mask(
                 f"got {tuple(ids.shape)}"
             )
     else:
-        if ids.is_floating_point() or ids.is_complex():
-            raise TypeError(f"channel ids must be integers; got dtype {ids.dtype}")
-        if ids.ndim not in (1, 2):
-            raise ValueError(f"channel ids must be (k,) or (N, k); got shape {tuple(ids.shape)}")
-        if int(ids.min()) < 0 or int(ids.max()) >= num_channels:
-            raise ValueError(
-                f"channel ids must lie in [0, {num_channels}); got range "
-                f"[{int(ids.min())}, {int(ids.max())}]"
-            )
         ids = ids.long() if ids.ndim == 2 else ids.long()[None]
         mask = torch.zeros(ids.shape[0], num_channels, dtype=torch.bool, device=ids.device)
         mask.scatter_(1, ids, True)
@@ -119,7 +201,14 @@ class ChannelAblation(nn.Module):
         layer: Latent layer name (default: the architecture's).
         mode: ``"zero"`` (default), ``"mean"`` or ``"noise"``.
         std: Noise standard deviation for ``mode="noise"``.
-        seed: Seed for the noise (each forward pass restarts from it); None draws fresh noise.
+        seed: Seed for the noise (an int; each forward pass restarts from it); None draws fresh
+            noise.
+
+    Raises:
+        TypeError: If ``channels`` is not a channel selection (see :func:`check_channels`) or
+            ``seed`` is neither an int nor None.
+        ValueError: For an unknown mode or layer, a negative ``std``, or an empty selection or
+            negative channel id; ids beyond the channel count surface on the first forward pass.
 
     Example:
         >>> import segmentation_models_pytorch as smp
@@ -145,8 +234,8 @@ class ChannelAblation(nn.Module):
         self.model = model
         self.mode = mode
         self.std = check_nonnegative_float(std, "std")
-        self.seed = seed
-        _reject_ranking(channels)
+        self.seed = check_seed(seed)
+        check_channels(channels)
         self.channels = channels
 
     def forward(self, images: torch.Tensor):
@@ -185,14 +274,18 @@ def ablate_channels(
         layer: Latent layer name (default: the architecture's).
         mode: ``"zero"`` (the paper's), ``"mean"`` or ``"noise"``.
         std: Noise standard deviation for ``mode="noise"``.
-        seed: Seed for the noise; the generator restarts from it on entering the block.
+        seed: Seed for the noise (an int or None); the generator restarts from it on entering the
+            block.
 
     Yields:
         The model.
 
     Raises:
-        ValueError: For an unknown mode or layer; channel ids out of range surface on the first
-            forward pass, when the latent's channel count is known.
+        TypeError: On entry, if ``channels`` is not a channel selection (see
+            :func:`check_channels`) or ``seed`` is neither an int nor None.
+        ValueError: On entry, for an unknown mode or layer, an empty selection or a negative id;
+            channel ids beyond the channel count surface on the first forward pass, when the
+            latent's channel count is known.
 
     Example:
         >>> import segmentation_models_pytorch as smp
@@ -205,7 +298,8 @@ def ablate_channels(
     """
     check_choice(mode, "mode", MODES)
     check_nonnegative_float(std, "std")
-    _reject_ranking(channels)
+    check_seed(seed)
+    check_channels(channels)
     generators: dict[torch.device, torch.Generator] = {}
 
     def generator_for(device: torch.device) -> torch.Generator | None:
@@ -267,7 +361,8 @@ def ablated_predictions(
     Args:
         model: Segmentation model.
         images: (N, 3, H, W) images in [0, 1].
-        selections: Channel selections (see :func:`channel_mask`); ``[]`` entries are not allowed.
+        selections: Channel selections (see :func:`channel_mask`); an all-False bool mask zeroes
+            nothing (the clean prediction, k = 0 of a sweep); ``[]`` entries are not allowed.
         layer: Latent layer name (default: the architecture's).
         mode: ``"zero"`` or ``"mean"`` (``"noise"`` would need a seed per selection; use
             :func:`ablate_channels`).
@@ -289,12 +384,16 @@ def ablated_predictions(
     """
     check_choice(mode, "mode", ("zero", "mean"))
     check_images(images)
+    for selection in selections:
+        check_channels(selection, allow_empty=True)
     _, module = find_layer(model, layer)
     predictions = []
     with frozen(model), torch.no_grad():
         output = layer_output(model, images, layer)
         latent = select_latent(output)
-        masks = [channel_mask(s, latent.shape[1], latent.shape[0]) for s in selections]
+        masks = [
+            channel_mask(s, latent.shape[1], latent.shape[0], allow_empty=True) for s in selections
+        ]
         with replay_layer(module, output):
             for mask in masks:
                 with edit_latent(model, lambda z, m=mask: ablate(z, m, mode), layer):

@@ -129,7 +129,8 @@ def augshift_loss(
     if max_shift == 0:  # both views are the image itself
         return images.new_zeros(())
     views = _shifted_views(images, max_shift, generator)
-    pooled = latent_of(model, views, layer).mean(dim=(2, 3))
+    # A training forward: in training mode batch norm's running statistics see the views.
+    pooled = latent_of(model, views, layer, update_buffers=True).mean(dim=(2, 3))
     first, second = pooled.chunk(2)
     return F.mse_loss(first, second)
 

@@ -7,6 +7,8 @@ feature map that feeds the decoder:
   ResNet-18 encoder);
 * torchvision segmentation models (``deeplabv3_*``, ``fcn_*``, ``lraspp_*``): ``backbone["out"]``
   (``backbone["high"]`` for LR-ASPP);
+* a model holding exactly one of these somewhere inside (e.g. a user's wrapper that normalises
+  its input and calls ``self.net``): that model's latent, named from the root (``"net.encoder"``);
 * any other model: pass ``layer="dotted.module.name"``. The layer's output may be a tensor, a
   list/tuple (the last element is the latent) or a dict (its ``"out"`` entry, else ``"high"``).
 
@@ -22,27 +24,59 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
+from regionattack._state import private_buffers
 from regionattack.normalization import unwrap
 
 _LATENT_KEYS = ("out", "high")  # torchvision backbones: IntermediateLayerGetter / LR-ASPP
 
 
+def _own_layer(module: nn.Module) -> str | None:
+    """The latent layer's name if ``module`` itself is a known architecture, else None."""
+    if all(hasattr(module, name) for name in ("encoder", "decoder", "segmentation_head")):
+        return "encoder"  # segmentation_models_pytorch and regionattack's own models
+    if isinstance(getattr(module, "backbone", None), nn.Module) and hasattr(module, "classifier"):
+        return "backbone"  # torchvision's segmentation models
+    return None
+
+
 def default_layer(model: nn.Module) -> str:
     """Return the name of the default latent layer of a known architecture.
 
+    When the model is not a known architecture itself but holds exactly one somewhere inside (a
+    wrapper of the user's), that model's latent layer is returned, named from the root.
+
     Raises:
-        ValueError: If the architecture is not recognised; the message lists candidate names.
+        ValueError: If the architecture is not recognised and no known segmentation model is
+            inside (the message lists candidate names), or several are (the message lists them);
+            pass ``layer=`` then.
 
     Example:
         >>> import segmentation_models_pytorch as smp
         >>> default_layer(smp.FPN("resnet18", encoder_weights=None, classes=2))
         'encoder'
+        >>> from regionattack.models import TinySegmenter
+        >>> default_layer(nn.ModuleDict({"net": TinySegmenter()}))
+        'net.encoder'
     """
     inner = unwrap(model)
-    if all(hasattr(inner, name) for name in ("encoder", "decoder", "segmentation_head")):
-        return "encoder"
-    if isinstance(getattr(inner, "backbone", None), nn.Module) and hasattr(inner, "classifier"):
-        return "backbone"
+    own = _own_layer(inner)
+    if own is not None:
+        return own
+    found: list[tuple[str, str]] = []  # (dotted name of the model, its latent layer)
+    for name, module in inner.named_modules():
+        if not name or any(name.startswith(f"{outer}.") for outer, _ in found):
+            continue  # the root was checked; a model inside a found one is part of it
+        layer = _own_layer(module)
+        if layer is not None:
+            found.append((name, layer))
+    if len(found) == 1:
+        return f"{found[0][0]}.{found[0][1]}"
+    if found:
+        raise ValueError(
+            f"cannot tell the latent layer of {type(inner).__name__}: it holds {len(found)} "
+            f"segmentation models, {[name for name, _ in found]}; pass layer= one of "
+            f"{[f'{name}.{layer}' for name, layer in found]} (or another module name)"
+        )
     raise ValueError(
         f"cannot tell the latent layer of {type(inner).__name__}; pass layer= one of "
         f"{_candidates(inner)}"
@@ -57,8 +91,14 @@ def _candidates(model: nn.Module, limit: int = 40) -> list[str]:
 def find_layer(model: nn.Module, layer: str | None = None) -> tuple[str, nn.Module]:
     """Return ``(name, module)`` of the latent layer, the default one when ``layer`` is None.
 
+    The default is the latent of a known architecture, also one held inside a wrapper (see
+    :func:`default_layer`). Names are dotted module names relative to the model inside any
+    :class:`~regionattack.NormalizedModel`, so ``find_layer(model, name)`` finds the module again.
+
     Raises:
-        ValueError: If ``layer`` names no module; the message lists candidate names.
+        TypeError: If ``layer`` is not a string.
+        ValueError: If ``layer`` names no module, or it is None and the latent layer cannot be
+            told (see :func:`default_layer`); the message lists candidate names.
 
     Example:
         >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
@@ -195,11 +235,27 @@ class _LayerReached(Exception):
         self.output = output
 
 
-def layer_output(model: nn.Module, images: torch.Tensor, layer: str | None = None) -> object:
+def layer_output(
+    model: nn.Module,
+    images: torch.Tensor,
+    layer: str | None = None,
+    *,
+    update_buffers: bool = False,
+) -> object:
     """Return the latent layer's whole output (tensor, list or dict), running only up to it.
 
     The forward pass stops as soon as the layer has produced its output, so decoders and heads are
-    never run. Gradients flow to ``images`` unless called under ``torch.no_grad``.
+    never run. It runs in the model's current mode (no training flag is changed): in training mode
+    batch norm normalises with the batch's own statistics and dropout is active, but the model's
+    buffers (running statistics, ``num_batches_tracked``) are left as they were, also when the call
+    raises (:func:`regionattack._state.private_buffers`). Call ``model.eval()`` first for
+    eval-mode outputs. Gradients flow to ``images`` and the parameters unless called under
+    ``torch.no_grad``. ``update_buffers=True`` makes it a training forward: in training mode the
+    running statistics are updated as ``model(images)`` would (AugShift's views while training).
+
+    Raises:
+        ValueError: If ``layer`` names no module or the latent layer cannot be told.
+        RuntimeError: If the forward pass does not run the layer.
 
     Example:
         >>> import segmentation_models_pytorch as smp
@@ -214,7 +270,11 @@ def layer_output(model: nn.Module, images: torch.Tensor, layer: str | None = Non
 
     handle = module.register_forward_hook(stop)
     try:
-        model(images)
+        if update_buffers:
+            model(images)
+        else:
+            with private_buffers(model):
+                model(images)
     except _LayerReached as reached:
         return reached.output
     finally:
@@ -222,8 +282,26 @@ def layer_output(model: nn.Module, images: torch.Tensor, layer: str | None = Non
     raise RuntimeError("the latent layer was not run during the forward pass")
 
 
-def latent_of(model: nn.Module, images: torch.Tensor, layer: str | None = None) -> torch.Tensor:
+def latent_of(
+    model: nn.Module,
+    images: torch.Tensor,
+    layer: str | None = None,
+    *,
+    update_buffers: bool = False,
+) -> torch.Tensor:
     """Return the latent of ``images``, running the model only up to the latent layer.
+
+    The model is left exactly as found: the forward runs in its current mode (in training mode
+    with batch statistics and active dropout; call ``model.eval()`` or use the model inside
+    :func:`regionattack._state.frozen` for eval-mode latents), and no training flag, buffer or
+    hook is changed, also when the call raises (see :func:`layer_output`, also for
+    ``update_buffers``, a training forward).
+
+    Raises:
+        ValueError: If ``layer`` names no module, the latent layer cannot be told, or its output
+            holds no (N, K, h, w) tensor.
+        TypeError: If the layer's output is not a tensor, list/tuple or dict.
+        RuntimeError: If the forward pass does not run the layer.
 
     Example:
         >>> import segmentation_models_pytorch as smp
@@ -231,4 +309,4 @@ def latent_of(model: nn.Module, images: torch.Tensor, layer: str | None = None) 
         >>> latent_of(net, torch.rand(1, 3, 64, 64)).shape
         torch.Size([1, 512, 2, 2])
     """
-    return select_latent(layer_output(model, images, layer))
+    return select_latent(layer_output(model, images, layer, update_buffers=update_buffers))

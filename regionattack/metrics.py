@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -92,31 +93,85 @@ class RegionMIoU:
     outside: float
 
 
-class RegionConfusion:
-    """Three streaming confusion matrices: all pixels, inside a region, outside it.
+class MaskedConfusions:
+    """Confusion matrices of one prediction stream on all pixels and inside named masks.
+
+    The library's one way to count region mIoU: the benchmark, the demo, the defense harness and
+    :meth:`~regionattack.SegmentationAttack.save` all use it. Masks are fixed (H, W) masks given
+    here, or (N or 1, H, W) masks given to each :meth:`update` under the same names. For each
+    name ``m``, ``not-m`` (the pixels outside it) is all minus ``m``, since counts add over
+    disjoint pixels.
+
+    Args:
+        num_classes: Number of classes.
+        masks: ``{name: mask}``: (H, W) masks used for every batch, or names only (a sequence)
+            whose masks come with each batch.
+        ignore_index: Target value that is never counted.
 
     Example:
-        >>> rc = RegionConfusion(2)
-        >>> t = torch.tensor([[[0, 1]]])
-        >>> rc.update(t, t, torch.tensor([[[True, False]]]))
-        >>> rc.result()
-        RegionMIoU(all=1.0, inside=1.0, outside=1.0)
+        >>> counts = MaskedConfusions(2, {"left": torch.tensor([[True, False]])})
+        >>> target = torch.tensor([[[0, 1]]])
+        >>> counts.update(torch.tensor([[[0, 0]]]), target)
+        >>> {name: round(value, 2) for name, value in counts.mious().items()}
+        {'all': 0.25, 'left': 1.0, 'not-left': 0.0}
+        >>> counts.region("left")
+        RegionMIoU(all=0.25, inside=1.0, outside=0.0)
     """
 
-    def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX):
-        self.all = ConfusionMatrix(num_classes, ignore_index)
-        self.inside = ConfusionMatrix(num_classes, ignore_index)
-        self.outside = ConfusionMatrix(num_classes, ignore_index)
+    def __init__(
+        self,
+        num_classes: int,
+        masks: Mapping[str, torch.Tensor] | Sequence[str] = (),
+        ignore_index: int = IGNORE_INDEX,
+    ):
+        self.num_classes = check_positive_int(num_classes, "num_classes")
+        self.ignore_index = ignore_index
+        fixed = dict(masks) if isinstance(masks, Mapping) else dict.fromkeys(masks)
+        self.names = ["all", *fixed]
+        self.masks = [None, *fixed.values()]
+        self.counts = torch.zeros(len(self.names), num_classes, num_classes, dtype=torch.long)
 
-    def update(self, preds: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> None:
-        """Count a batch; ``mask`` (N or 1, H, W) bool marks the region."""
-        self.all.update(preds, targets)
-        self.inside.update(preds, targets, mask)
-        self.outside.update(preds, targets, ~mask)
+    def update(
+        self,
+        preds: torch.Tensor,
+        targets: torch.Tensor,
+        masks: Mapping[str, torch.Tensor] | None = None,
+    ) -> None:
+        """Count (N, H, W) predictions against targets (``ignore_index`` not counted).
 
-    def result(self) -> RegionMIoU:
-        """MIoU on all pixels, inside and outside."""
-        return RegionMIoU(self.all.miou(), self.inside.miou(), self.outside.miou())
+        ``masks`` gives this batch's (N or 1, H, W) mask for names without a fixed one.
+
+        Raises:
+            ValueError: If shapes differ, a class id is out of range or a mask is missing.
+        """
+        for index, (name, mask) in enumerate(zip(self.names, self.masks, strict=True)):
+            if index and mask is None:
+                if masks is None or name not in masks:
+                    raise ValueError(f"the mask {name!r} is given with each batch; got none")
+                mask = masks[name]
+            matrix = ConfusionMatrix(self.num_classes, self.ignore_index)
+            matrix.update(preds, targets, mask)
+            self.counts[index] += matrix.matrix
+
+    def matrix(self, name: str) -> ConfusionMatrix:
+        """The confusion matrix of ``name``: ``"all"``, a mask's name or ``"not-<name>"``."""
+        matrix = ConfusionMatrix(self.num_classes, self.ignore_index)
+        if name.startswith("not-"):
+            matrix.matrix = self.counts[0] - self.counts[self.names.index(name[4:])]
+        else:
+            matrix.matrix = self.counts[self.names.index(name)].clone()
+        return matrix
+
+    def mious(self) -> dict[str, float]:
+        """MIoU of all pixels, of each mask and of each mask's complement."""
+        names = self.names + [f"not-{name}" for name in self.names[1:]]
+        return {name: self.matrix(name).miou() for name in names}
+
+    def region(self, name: str) -> RegionMIoU:
+        """MIoU on all pixels, inside the mask ``name`` and outside it."""
+        return RegionMIoU(
+            self.matrix("all").miou(), self.matrix(name).miou(), self.matrix(f"not-{name}").miou()
+        )
 
 
 def region_miou(
@@ -146,9 +201,9 @@ def region_miou(
         (0.25, 0.0, 1.0)
     """
     mask = as_mask(region, tuple(targets.shape[-2:]), targets.shape[0], targets.device)
-    confusion = RegionConfusion(num_classes, ignore_index)
-    confusion.update(preds, targets, mask)
-    return confusion.result()
+    confusion = MaskedConfusions(num_classes, ["region"], ignore_index)
+    confusion.update(preds, targets, {"region": mask})
+    return confusion.region("region")
 
 
 def changed_fraction(

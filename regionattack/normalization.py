@@ -7,6 +7,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+#: Per-channel mean and standard deviation of ImageNet, the inputs of torchvision/smp encoders.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
 
 class NormalizedModel(nn.Module):
     """A model preceded by per-channel normalisation ``(images - mean) / std``.

@@ -29,6 +29,7 @@ from torch import nn
 from regionattack._checks import check_images, check_positive_int, check_tensor
 from regionattack._state import frozen
 from regionattack.latent import find_layer, latent_of
+from regionattack.metrics import ConfusionMatrix
 from regionattack.normalization import NormalizedModel
 
 logger = logging.getLogger(__name__)
@@ -406,9 +407,9 @@ def position_readout(
     )
     predicted = _predict(readout, test, permute=permute, generator=generator)
     truth = cell_ids.repeat(test_images.numel())
-    confusion = torch.bincount(truth * cells + predicted, minlength=cells * cells).view(
-        cells, cells
-    )
+    counts = ConfusionMatrix(cells)  # rows: true cells, columns: predicted cells
+    counts.update(predicted, truth)
+    confusion = counts.matrix
     per_cell = confusion.diagonal().float() / confusion.sum(1).clamp(min=1).float()
     accuracy = float((predicted == truth).float().mean())
     logger.info("position read-out accuracy %.3f (chance %.3f)", accuracy, 1 / cells)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,11 +37,15 @@ from regionattack._checks import (
     check_images,
     check_k,
     check_labels,
+    check_logits,
     check_positive_int,
     model_device,
+    state_digest,
 )
+from regionattack._files import write_atomic
 from regionattack._state import frozen
 from regionattack.latent import edit_latent, find_layer, latent_of, model_logits, predicted_classes
+from regionattack.normalization import unwrap
 from regionattack.regions import RegionLike, as_mask, describe, grid_cells, num_masks
 
 METHODS = ("gradient", "flip")
@@ -58,6 +63,9 @@ class ChannelRanking:
         region: Description of the region the ranking targets (``"overall"`` for none).
         layer: Name of the latent layer.
         num_images: Number of images the scores average over.
+        model_digest: :func:`network_digest` of the model the ranking was made on (None when
+            unknown, e.g. a file saved before the field existed). Attacks given the ranking check
+            it against their model, since channel ids mean nothing on another network.
 
     Example:
         >>> ranking = ChannelRanking.from_scores(torch.tensor([0.1, 0.9, 0.5]), "flip", "overall",
@@ -72,15 +80,22 @@ class ChannelRanking:
     region: str
     layer: str
     num_images: int
+    model_digest: str | None = None
 
     @classmethod
     def from_scores(
-        cls, scores: torch.Tensor, method: str, region: str, layer: str, num_images: int
+        cls,
+        scores: torch.Tensor,
+        method: str,
+        region: str,
+        layer: str,
+        num_images: int,
+        model_digest: str | None = None,
     ) -> ChannelRanking:
         """Build a ranking that orders channels by descending score (ties by channel id)."""
         scores = scores.detach().float().cpu()
         indices = torch.argsort(scores, descending=True, stable=True)
-        return cls(indices, scores, method, region, layer, num_images)
+        return cls(indices, scores, method, region, layer, num_images, model_digest)
 
     @property
     def num_channels(self) -> int:
@@ -105,34 +120,131 @@ class ChannelRanking:
             "region": self.region,
             "layer": self.layer,
             "num_images": self.num_images,
+            "model_digest": self.model_digest,
         }
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(record))
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps(record))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ChannelRanking:
-        """Read a ranking written by :meth:`save`.
+        """Read a ranking written by :meth:`save`; every field is checked.
+
+        Files written before ``model_digest`` existed load with ``model_digest=None``.
 
         Raises:
-            ValueError: If the file is not a saved ranking.
+            ValueError: If the file is not valid JSON or not a saved ranking, naming the file and
+                the bad field: a missing key, scores that are not finite numbers, indices that are
+                not a permutation of the channel ids ordered by descending score, an unknown
+                method, an empty region or layer, a ``num_images`` that is not a positive int, or
+                a ``model_digest`` that is not a hex string.
         """
-        record = json.loads(Path(path).read_text())
-        keys = {"indices", "scores", "method", "region", "layer", "num_images"}
-        if not isinstance(record, dict) or not keys <= set(record):
-            raise ValueError(f"{path} is not a saved ChannelRanking (expected keys {sorted(keys)})")
-        indices = torch.tensor(record["indices"], dtype=torch.long)
-        scores = torch.tensor(record["scores"], dtype=torch.float32)
-        if sorted(indices.tolist()) != list(range(scores.numel())):
-            raise ValueError(f"{path}: indices are not a permutation of the {scores.numel()} ids")
-        return cls(
-            indices,
-            scores,
-            record["method"],
-            record["region"],
-            record["layer"],
-            int(record["num_images"]),
+        try:
+            record = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path} is not valid JSON ({error})") from None
+        return cls(**_checked_record(record, path))
+
+
+_KEYS = ("indices", "scores", "method", "region", "layer", "num_images")
+
+
+def _checked_record(record: object, path: str | os.PathLike) -> dict:
+    """The fields of a saved ranking, validated (the errors name ``path`` and the field)."""
+    if not isinstance(record, dict):
+        raise ValueError(
+            f"{path} is not a saved ChannelRanking: expected a JSON object; got "
+            f"{type(record).__name__}"
         )
+    missing = [key for key in _KEYS if key not in record]
+    if missing:
+        raise ValueError(
+            f"{path} is not a saved ChannelRanking (expected keys {list(_KEYS)}); missing {missing}"
+        )
+
+    def bad(field: str, expected: str, got: object) -> ValueError:
+        return ValueError(f"{path}: {field} must be {expected}; got {got!r}")
+
+    def is_int(value: object) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    scores, indices = record["scores"], record["indices"]
+    if not isinstance(scores, list) or not scores:
+        raise bad("scores", "a non-empty list of finite numbers", scores)
+    for i, value in enumerate(scores):
+        if not (is_int(value) or isinstance(value, float)) or not math.isfinite(value):
+            raise bad(f"scores[{i}]", "a finite number", value)
+    if not isinstance(indices, list) or not all(is_int(i) for i in indices):
+        raise bad("indices", "a list of int channel ids", indices)
+    if len(indices) != len(scores):
+        raise ValueError(
+            f"{path}: indices and scores must have one entry per channel; got {len(indices)} "
+            f"indices and {len(scores)} scores"
+        )
+    if sorted(indices) != list(range(len(scores))):
+        raise bad("indices", f"a permutation of the channel ids 0..{len(scores) - 1}", indices)
+    scores_t = torch.tensor(scores, dtype=torch.float32)
+    indices_t = torch.tensor(indices, dtype=torch.long)
+    ordered = scores_t[indices_t]
+    if not bool((ordered[:-1] >= ordered[1:]).all()):
+        raise bad("indices", "ordered by descending score", indices)
+    if record["method"] not in METHODS:
+        raise bad("method", f"one of {list(METHODS)}", record["method"])
+    for field in ("region", "layer"):
+        if not isinstance(record[field], str) or not record[field]:
+            raise bad(field, "a non-empty string", record[field])
+    if not is_int(record["num_images"]) or record["num_images"] <= 0:
+        raise bad("num_images", "a positive int", record["num_images"])
+    digest = record.get("model_digest")
+    if digest is not None and not (isinstance(digest, str) and re.fullmatch("[0-9a-f]+", digest)):
+        raise bad("model_digest", "a hex string or null", digest)
+    return {
+        "indices": indices_t,
+        "scores": scores_t,
+        "method": record["method"],
+        "region": record["region"],
+        "layer": record["layer"],
+        "num_images": record["num_images"],
+        "model_digest": digest,
+    }
+
+
+def network_digest(model: nn.Module) -> str:
+    """Identity of the network a ranking is made on: :func:`state_digest` of the unwrapped model.
+
+    :class:`~regionattack.NormalizedModel` wrappers hold no weights, so a model and its wrapped
+    version share a digest. Reads the whole state once: call it once per ranking or attack.
+
+    Example:
+        >>> from regionattack import with_normalization
+        >>> from regionattack.models import TinySegmenter
+        >>> net = TinySegmenter()
+        >>> network_digest(with_normalization(net, (0.5,), (0.2,))) == network_digest(net)
+        True
+    """
+    return state_digest(unwrap(model))
+
+
+def check_ranking_matches(ranking: ChannelRanking, model: nn.Module, layer: str) -> None:
+    """Raise unless ``ranking`` was made on ``layer`` of ``model`` (when it records a digest).
+
+    Channel ids of a ranking name channels of one layer of one network; on another they are
+    arbitrary. To reuse the channels on purpose, pass ``ranking.top(k)`` as channel ids.
+
+    Raises:
+        ValueError: Naming the layer or the model digest that differs.
+    """
+    reuse = "to reuse its channels on purpose, pass ranking.top(k) as channel ids"
+    if ranking.layer != layer:
+        raise ValueError(
+            f"the ranking was made on layer {ranking.layer!r} but the attack's latent layer is "
+            f"{layer!r}; pass layer={ranking.layer!r}, or {reuse}"
+        )
+    if ranking.model_digest is not None:
+        digest = network_digest(model)
+        if digest != ranking.model_digest:
+            raise ValueError(
+                f"the ranking was made on another model (weights digest {ranking.model_digest}) "
+                f"than the attack's (digest {digest}); rank the channels on this model, or {reuse}"
+            )
 
 
 def iterate_batches(
@@ -254,6 +366,10 @@ def gradient_effects(
     Returns:
         (N, M, K) estimated loss increases.
 
+    Raises:
+        ValueError: After the forward pass and before the backward one, if the logits are not at
+            the images' size or ``targets`` hold a class the model does not predict.
+
     Example:
         >>> import segmentation_models_pytorch as smp
         >>> net = smp.FPN("resnet18", encoder_weights=None, classes=2)
@@ -268,6 +384,7 @@ def gradient_effects(
 
     with frozen(model), torch.enable_grad(), edit_latent(model, detach, layer):
         logits = model_logits(model(images))
+        check_logits(logits, images, targets)
         latent = store["latent"]
         if targets is None:
             targets = predicted_classes(logits.detach())
@@ -330,12 +447,14 @@ def rank_channels(
 
     Args:
         model: Segmentation model (any :class:`~regionattack.NormalizedModel` wrapper is seen
-            through); left exactly as it was.
+            through); left exactly as it was. ``"gradient"`` needs logits at the images' size.
         data: (N, 3, H, W) images in [0, 1], or an iterable / DataLoader yielding images or
-            ``(images, labels)``.
+            ``(images, labels)``. Images of any float dtype are converted to float32 (as the
+            attacks do), on the model's device.
         method: ``"gradient"`` (default) or ``"flip"``.
         region: Region name or mask; None ranks overall position channels. ``"flip"`` supports only
-            None, ``"left"``, ``"right"``, ``"top"`` and ``"bottom"``.
+            None, ``"left"``, ``"right"``, ``"top"`` and ``"bottom"``. Per-sample (N, H, W) masks
+            need ``data`` to be a tensor of exactly N images (after ``max_images``).
         layer: Latent layer name (default: the architecture's, see :mod:`regionattack.latent`).
         labels: (N, H, W) labels for tensor ``data`` (gradient method; 255 = ignore).
         max_images: Use at most this many images.
@@ -343,11 +462,14 @@ def rank_channels(
         batch_size: Batch size when ``data`` is a tensor.
 
     Returns:
-        The :class:`ChannelRanking`.
+        The :class:`ChannelRanking`, with the :func:`network_digest` of ``model``.
 
     Raises:
         ValueError: For an unknown method, a region the method cannot rank, bad images/labels/masks,
-            or no images.
+            or no images; for ``"gradient"``, after the first forward pass (before any backward
+            one), labels holding a class the model does not predict or logits smaller than the
+            images.
+        TypeError: For images that are not a float tensor, or labels that are not integers.
 
     Example:
         >>> import segmentation_models_pytorch as smp
@@ -368,7 +490,14 @@ def rank_channels(
         grid=grid,
         batch_size=batch_size,
     )
-    return ranking_from_statistics(total, seen, method=method, region=region, layer=layer_name)
+    return ranking_from_statistics(
+        total,
+        seen,
+        method=method,
+        region=region,
+        layer=layer_name,
+        model_digest=network_digest(model),
+    )
 
 
 def channel_statistics(
@@ -427,7 +556,7 @@ def channel_statistics(
     total: torch.Tensor | None = None
     seen = 0
     for images, batch_labels in iterate_batches(data, labels, max_images, batch_size):
-        images = images.to(model_device(model, images.device))
+        images = images.to(model_device(model, images.device), torch.float32)
         if method == "flip":
             diffs = flip_differences(
                 model, images, layer=layer, vertical=region in ("top", "bottom")
@@ -464,15 +593,28 @@ def ranking_from_statistics(
     method: str = "gradient",
     region: RegionLike | None = None,
     layer: str = "encoder",
+    model_digest: str | None = None,
 ) -> ChannelRanking:
     """Turn the summed statistics of :func:`channel_statistics` into a :class:`ChannelRanking`.
+
+    Args:
+        total: Summed statistics from :func:`channel_statistics` (over all shards).
+        num_images: Number of images they sum over.
+        method: The method they were computed with.
+        region: The region they were computed for.
+        layer: Name of the latent layer.
+        model_digest: :func:`network_digest` of the model, recorded so attacks can refuse the
+            ranking on another model; None records nothing (no check).
 
     Raises:
         ValueError: If the method is unknown, ``num_images`` is not positive or a score is not
             finite.
+        TypeError: If ``model_digest`` is neither a str nor None.
     """
     check_choice(method, "method", METHODS)
     check_positive_int(num_images, "num_images")
+    if model_digest is not None and not isinstance(model_digest, str):
+        raise TypeError(f"model_digest must be a str or None; got {type(model_digest).__name__}")
     mean = total / num_images
     if method == "flip":
         scores = mean
@@ -482,7 +624,9 @@ def ranking_from_statistics(
         scores = region_scores(mean[0], mean[1])
     if not bool(torch.isfinite(scores).all()):
         raise ValueError("channel scores are not finite; check the model's outputs")
-    return ChannelRanking.from_scores(scores, method, describe(region), layer, num_images)
+    return ChannelRanking.from_scores(
+        scores, method, describe(region), layer, num_images, model_digest
+    )
 
 
 def default_k(num_channels: int, fraction: float = 0.05) -> int:

@@ -8,6 +8,7 @@ regionattack that takes ``region=`` accepts a mask (torch, numpy or PIL; (H, W),
 
 from __future__ import annotations
 
+import operator
 from typing import Union
 
 import numpy as np
@@ -20,33 +21,54 @@ NAMES = ("left", "right", "top", "bottom", "center")
 RegionLike = Union[str, torch.Tensor, np.ndarray, "PIL.Image.Image"]  # noqa: F821
 
 
+def _index(value: object, name: str) -> int:
+    """``value`` as an int if it is an integer (Python, numpy or 0-dim integer tensor), not bool."""
+    if isinstance(value, (bool, np.bool_)) or (
+        isinstance(value, torch.Tensor) and value.dtype == torch.bool
+    ):
+        raise TypeError(f"{name} must be an int (a pixel index); got bool {value!r}")
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(
+            f"{name} must be an int (a pixel index); got {type(value).__name__} {value!r}"
+        ) from None
+
+
 def _check_size(size: tuple[int, int]) -> tuple[int, int]:
     if not isinstance(size, (tuple, list, torch.Size)) or len(size) != 2:
         raise ValueError(f"size must be (height, width); got {size!r}")
-    return check_positive_int(int(size[0]), "height"), check_positive_int(int(size[1]), "width")
+    height, width = _index(size[0], "height"), _index(size[1], "width")
+    return check_positive_int(height, "height"), check_positive_int(width, "width")
 
 
 def box(size: tuple[int, int], top: int, left: int, bottom: int, right: int) -> torch.Tensor:
     """Return a mask that selects the pixels ``[top:bottom, left:right]``.
 
+    The bounds are pixel indices (ints), not fractions of the size: for a box a quarter of the
+    image in, compute ``round(height / 4)``.
+
     Args:
-        size: Grid size (height, width).
-        top: First row inside the box.
-        left: First column inside the box.
-        bottom: First row below the box (exclusive).
-        right: First column right of the box (exclusive).
+        size: Grid size (height, width), positive ints.
+        top: First row inside the box (an int).
+        left: First column inside the box (an int).
+        bottom: First row below the box (exclusive, an int).
+        right: First column right of the box (exclusive, an int).
 
     Returns:
         Bool tensor of shape ``size``.
 
     Raises:
-        ValueError: If the box is empty or leaves the grid.
+        TypeError: If a size or bound is not an int (a float, a bool, a string ...).
+        ValueError: If the box is empty or leaves the grid, or a size is not positive.
 
     Example:
         >>> box((3, 4), 0, 1, 2, 3).int().tolist()
         [[0, 1, 1, 0], [0, 1, 1, 0], [0, 0, 0, 0]]
     """
     height, width = _check_size(size)
+    top, left = _index(top, "top"), _index(left, "left")
+    bottom, right = _index(bottom, "bottom"), _index(right, "right")
     if not (0 <= top < bottom <= height and 0 <= left < right <= width):
         raise ValueError(
             f"box must satisfy 0 <= top < bottom <= {height} and 0 <= left < right <= {width}; "

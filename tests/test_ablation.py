@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -108,3 +109,56 @@ def test_ablated_predictions_restore_the_layer_after_an_error(tiny_segmenter, im
         handle.remove()
     assert "forward" not in tiny_segmenter.encoder.__dict__
     assert_untouched(tiny_segmenter, before)
+
+
+@pytest.mark.parametrize(
+    "channels",
+    ["abc", b"ab", [0.5], [[0, 1], [2]], {0, 1}, [0, "1"], None, 3],
+    ids=["str", "bytes", "floats", "ragged", "set", "mixed", "none", "int"],
+)
+def test_channel_specs_of_the_wrong_type_are_refused_on_entry(tiny_segmenter, channels):
+    with pytest.raises(TypeError, match="channel"):
+        with ablate_channels(tiny_segmenter, channels):
+            pass
+    with pytest.raises(TypeError, match="channel"):
+        ChannelAblation(tiny_segmenter, channels)
+    with pytest.raises(TypeError, match="channel"):
+        channel_mask(channels, 8)
+
+
+@pytest.mark.parametrize(
+    "channels",
+    [[], torch.zeros(8, dtype=torch.bool), torch.zeros(2, 0, dtype=torch.long), [-1], [[0], [-2]]],
+)
+def test_empty_or_negative_channel_specs_are_refused_on_entry(tiny_segmenter, channels):
+    with pytest.raises(ValueError, match="select no channel|non-empty|>= 0"):
+        with ablate_channels(tiny_segmenter, channels):
+            pass
+    with pytest.raises(ValueError, match="select no channel|non-empty|>= 0"):
+        ChannelAblation(tiny_segmenter, channels)
+
+
+def test_channel_mask_refuses_a_sample_with_no_channel():
+    mask = torch.tensor([[True, False], [False, False]])
+    with pytest.raises(ValueError, match=r"select no channel for sample\(s\) \[1\]"):
+        channel_mask(mask, 2)
+    assert channel_mask(np.array([1, 3]), 4).tolist() == [[False, True, False, True]]
+
+
+@pytest.mark.parametrize(("seed", "error"), [("a", TypeError), (True, TypeError), (1.5, TypeError)])
+def test_noise_seed_must_be_an_int_or_none(tiny_segmenter, seed, error):
+    with pytest.raises(error, match="seed must be an int or None"):
+        with ablate_channels(tiny_segmenter, [0], mode="noise", seed=seed):
+            pass
+    with pytest.raises(error, match="seed must be an int or None"):
+        ChannelAblation(tiny_segmenter, [0], mode="noise", seed=seed)
+
+
+def test_an_all_false_mask_in_a_sweep_zeroes_nothing(tiny_segmenter, images):
+    nothing = torch.zeros(8, dtype=torch.bool)
+    (clean,) = ablated_predictions(tiny_segmenter, images, [nothing])
+    with torch.no_grad():
+        assert torch.equal(clean, tiny_segmenter(images).argmax(1))
+    with pytest.raises(ValueError, match="select no channel"):
+        with ablate_channels(tiny_segmenter, nothing):
+            pass

@@ -1,3 +1,4 @@
+import dataclasses
 import logging
 
 import pytest
@@ -17,7 +18,7 @@ from regionattack import (
 )
 from regionattack.attacks.objectives import pixel_cross_entropies, project
 from regionattack.latent import predicted_classes
-from regionattack.models import build_model
+from regionattack.models import TinySegmenter, build_model
 from regionattack.ranking import mean_weights, pixel_loss
 
 from conftest import assert_untouched, snapshot
@@ -371,3 +372,141 @@ def test_ranking_on_the_batch_reuses_the_clean_pass(tiny_segmenter, images, obje
         tiny_segmenter, "left", objective=objective, channels=chosen, steps=3, seed=0
     )
     assert torch.equal(adv, given(images))
+
+
+# ---------------------------------------------------------------- settings checked up front
+@pytest.mark.parametrize("name", ["region", "position", "region-pgd"])
+def test_eps_and_alpha_in_pixel_units_are_refused(tiny_segmenter, name):
+    build = {
+        "region": lambda **kw: RegionAttack(tiny_segmenter, "left", **kw),
+        "position": lambda **kw: PositionChannelAttack(tiny_segmenter, [0, 1], **kw),
+        "region-pgd": lambda **kw: RegionPGD(tiny_segmenter, "left", **kw),
+    }[name]
+    with pytest.raises(
+        ValueError, match=r"eps is an L-inf radius in image units \[0, 1\]; got 8 .*8/255"
+    ):
+        build(eps=8)
+    with pytest.raises(ValueError, match=r"alpha is an L-inf step in image units \[0, 1\]; got 2"):
+        build(alpha=2)
+    assert build(eps=1.0, alpha=1.0).eps == 1.0
+
+
+@pytest.mark.parametrize("seed", ["a", True, 0.5])
+def test_seed_must_be_an_int_or_none(tiny_segmenter, seed):
+    with pytest.raises(TypeError, match="seed must be an int or None"):
+        RegionAttack(tiny_segmenter, "left", seed=seed)
+    with pytest.raises(TypeError, match="seed must be an int or None"):
+        PositionChannelAttack(tiny_segmenter, [0], seed=seed)
+
+
+def test_set_normalization_used_on_a_normalized_model_is_refused(tiny_segmenter, images):
+    wrapped = with_normalization(tiny_segmenter, (0.5, 0.5, 0.5), (0.2, 0.2, 0.2))
+    attack = RegionAttack(wrapped, "left", steps=1)
+    with pytest.raises(ValueError, match="already normalises its inputs"):
+        attack.set_normalization_used((0.5, 0.5, 0.5), (0.2, 0.2, 0.2))
+    assert attack.normalization_used is None
+    assert attack(images).shape == images.shape  # still usable, on images in [0, 1]
+    nested = torch.nn.Sequential(wrapped)
+    with pytest.raises(ValueError, match="already normalises its inputs"):
+        RegionAttack(nested, "left", steps=1).set_normalization_used((0.5,) * 3, (0.2,) * 3)
+
+
+def test_least_likely_kth_min_must_exclude_the_label(tiny_segmenter, images):
+    attack = RegionAttack(tiny_segmenter, "left", steps=1, seed=0)
+    attack.set_mode_targeted_least_likely(kth_min=2, quiet=True)  # 3 classes: kth_min 1 or 2
+    with torch.no_grad():
+        logits = tiny_segmenter(images)
+    second = logits.scatter(1, logits.argmax(1, keepdim=True), float("inf"))
+    assert torch.equal(attack.get_least_likely_label(images), second.argsort(1)[:, 1])
+    before = snapshot(tiny_segmenter)
+    calls = []
+    hook = tiny_segmenter.encoder.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        for kth_min in (3, 4):
+            attack.set_mode_targeted_least_likely(kth_min=kth_min, quiet=True)
+            calls.clear()
+            with pytest.raises(
+                ValueError,
+                match=rf"kth_min must be in \[1, 2\] for a model with 3 classes.*"
+                rf"got {kth_min}",
+            ):
+                attack(images)
+            assert len(calls) <= 2  # clean prediction and the target map only: no attack step
+    finally:
+        hook.remove()
+    assert_untouched(tiny_segmenter, before)
+    with pytest.raises(ValueError, match="kth_min must be positive; got 0"):
+        attack.set_mode_targeted_least_likely(kth_min=0, quiet=True)
+    with pytest.raises(TypeError, match="kth_min must be an int; got float"):
+        attack.set_mode_targeted_least_likely(kth_min=1.5, quiet=True)
+
+
+@pytest.mark.parametrize(
+    "channels",
+    [
+        [],
+        torch.zeros(8, dtype=torch.bool),
+        torch.zeros(4, 0, dtype=torch.long),
+        torch.zeros(2, 8, dtype=torch.bool),
+    ],
+    ids=["empty-list", "all-false-mask", "n-by-0", "all-false-per-sample"],
+)
+def test_position_channel_attack_refuses_an_empty_selection(tiny_segmenter, channels):
+    with pytest.raises(ValueError, match="select no channel|non-empty"):
+        PositionChannelAttack(tiny_segmenter, channels)
+
+
+def test_a_per_sample_selection_empty_for_one_image_is_refused_when_built(tiny_segmenter):
+    mask = torch.zeros(4, 8, dtype=torch.bool)
+    mask[[0, 1, 3], 0] = True
+    with pytest.raises(ValueError, match=r"select no channel for sample\(s\) \[2\]"):
+        PositionChannelAttack(tiny_segmenter, mask, steps=1)
+    with pytest.raises(ValueError, match=r"select no channel for sample\(s\) \[2\]"):
+        RegionAttack(tiny_segmenter, "left", objective="channels", channels=mask)
+
+
+@pytest.mark.parametrize("channels", ["abc", [0.5, 1.0], [[0, 1], [2]], {0, 1}])
+def test_channel_specs_of_the_wrong_type_are_refused_when_built(tiny_segmenter, channels):
+    with pytest.raises(TypeError, match="channel"):
+        PositionChannelAttack(tiny_segmenter, channels)
+    with pytest.raises(TypeError, match="channel"):
+        RegionAttack(tiny_segmenter, "left", objective="channels", channels=channels)
+
+
+# ---------------------------------------------------------------- rankings belong to a model/layer
+def test_a_ranking_of_another_model_or_layer_is_refused(tiny_segmenter, images):
+    ranking = rank_channels(tiny_segmenter, images, region="left")
+    torch.manual_seed(1)
+    other = TinySegmenter(num_classes=3, latent_channels=8).eval()
+    for make in (
+        lambda model, r: PositionChannelAttack(model, r),
+        lambda model, r: RegionAttack(model, "left", objective="channels", channels=r),
+        lambda model, r: RegionAttack(model, "left", objective="both", channels=r),
+    ):
+        with pytest.raises(ValueError, match=r"made on another model.*ranking\.top\(k\)"):
+            make(other, ranking)
+        make(other, ranking.top(2))  # reusing the channels on purpose
+        with pytest.raises(
+            ValueError, match=r"layer 'decoder.0' but the attack's latent layer is 'encoder'"
+        ):
+            make(tiny_segmenter, dataclasses.replace(ranking, layer="decoder.0"))
+        make(tiny_segmenter, ranking)
+        make(other, dataclasses.replace(ranking, model_digest=None))  # no digest: no check
+        wrapped = with_normalization(tiny_segmenter, (0.5,) * 3, (0.2,) * 3)
+        make(wrapped, ranking)  # the wrapper adds no weights: the same network
+        make(tiny_segmenter, rank_channels(wrapped, images, method="flip"))
+
+
+def test_a_ranking_is_digested_once_per_attack(tiny_segmenter, images, monkeypatch):
+    import regionattack.ranking as ranking_module
+
+    ranking = rank_channels(tiny_segmenter, images, region="left")
+    calls = []
+    real = ranking_module.state_digest
+    monkeypatch.setattr(ranking_module, "state_digest", lambda m: calls.append(1) or real(m))
+    attack = RegionAttack(
+        tiny_segmenter, "left", objective="channels", channels=ranking, k=2, steps=3
+    )
+    attack(images)
+    attack(images)
+    assert len(calls) == 1

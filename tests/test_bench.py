@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -67,7 +68,7 @@ def bench_args(camvid: Path, checkpoint: Path, out: Path, *extra: str) -> list[s
         "--checkpoint",
         str(checkpoint),
         "--eps",
-        "8",
+        "8/255",
         "--attack-steps",
         "2",
         "--random-draws",
@@ -184,6 +185,106 @@ def test_another_configuration_is_refused(camvid, checkpoint, full_run, capsys):
     assert "differs in: attack_steps" in capsys.readouterr().err
 
 
+def _forbid_work(monkeypatch) -> None:
+    def fail(*args, **kwargs):
+        raise AssertionError("recomputed a finished unit or started work before checking")
+
+    for name in ("run_attack", "evaluate_clean", "rank", "ablation_sweep", "load_model"):
+        monkeypatch.setattr(runner, name, fail)
+
+
+def test_the_same_files_under_another_spelling_resume(
+    camvid, checkpoint, full_run, tmp_path, monkeypatch
+):
+    moved = tmp_path / "renamed.pt"
+    shutil.copy(checkpoint, moved)
+    os.utime(moved, (1_000_000, 1_000_000))  # another name and another time: the same weights
+    monkeypatch.chdir(camvid.parent)
+    for name in ("run_attack", "evaluate_clean", "rank", "ablation_sweep"):
+        monkeypatch.setattr(runner, name, lambda *a, **k: pytest.fail("recomputed a unit"))
+    before = numbers(json.loads((full_run / "results.json").read_text()))
+    assert main(["bench", *bench_args(Path(camvid.name), moved, full_run)]) == 0
+    assert numbers(json.loads((full_run / "results.json").read_text())) == before
+
+
+def test_another_model_in_a_file_of_the_same_size_and_time_is_refused(
+    camvid, checkpoint, full_run, tmp_path, capsys
+):
+    from regionattack.models import build_from_checkpoint
+
+    model, meta = build_from_checkpoint(checkpoint)
+    with torch.no_grad():
+        next(model.parameters()).mul_(0.5)
+    other = tmp_path / "model.pt"
+    save_checkpoint(other, model.model, meta)
+    stat = checkpoint.stat()
+    os.utime(other, (stat.st_atime, stat.st_mtime))
+    assert main(["bench", *bench_args(camvid, other, full_run)]) == 2
+    assert "differs in: model_state" in capsys.readouterr().err
+
+
+def test_other_images_are_refused(camvid, checkpoint, full_run, tmp_path, capsys):
+    copy = tmp_path / "camvid"
+    shutil.copytree(camvid, copy)
+    (copy / "val" / "frame05.jpg").unlink()
+    (copy / "valannot" / "frame05.png").unlink()
+    assert main(["bench", *bench_args(copy, checkpoint, full_run)]) == 2
+    assert "differs in: data" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (("--eps", "8"), "did you mean 8/255"),
+        (("--eps", "0,300/255,-8/255"), "eps"),
+        (("--eps", "8/0"), "fraction such as 8/255"),
+    ],
+)
+def test_radii_are_in_image_units(camvid, checkpoint, tmp_path, capsys, flags, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", *bench_args(camvid, checkpoint, tmp_path / "out"), *flags])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (("--attack-steps", "0"), "attack_steps must be positive"),
+        (("--random-draws", "-1"), "random_draws must be >= 0"),
+        (("--attacks", "RegionAttack,FGSM"), "unknown attack 'FGSM'"),
+        (("--attacks", "RegionAttack[loud]"), "unknown attack"),
+        (("--attack-region", "middle"), "attack_region must be one of"),
+    ],
+)
+def test_bad_settings_are_refused_before_any_work(
+    camvid, checkpoint, tmp_path, monkeypatch, capsys, flags, message
+):
+    _forbid_work(monkeypatch)
+    out = tmp_path / "out"
+    assert main(["bench", *bench_args(camvid, checkpoint, out), *flags]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_an_output_path_that_is_a_file_or_a_foreign_json_is_refused(
+    camvid, checkpoint, tmp_path, capsys
+):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    assert main(["bench", *bench_args(camvid, checkpoint, a_file)]) == 2
+    assert "is a file" in capsys.readouterr().err
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "results.json").write_text("[1, 2]")
+    assert main(["bench", *bench_args(camvid, checkpoint, foreign)]) == 2
+    assert "not a results file" in capsys.readouterr().err
+    (foreign / "results.json").write_text("{truncated")
+    assert main(["bench", *bench_args(camvid, checkpoint, foreign)]) == 2
+    assert "not valid JSON" in capsys.readouterr().err
+
+
 def test_model_without_classes_matching_the_dataset_is_refused(camvid, tmp_path):
     config = BenchConfig(
         dataset="camvid",
@@ -283,3 +384,46 @@ def test_train_script_writes_a_checkpoint_the_bench_reads(camvid, tmp_path):
     model, meta = build_from_checkpoint(out)
     assert meta["classes"][0] == "sky" and meta["options"]["decoder_channels"] == 16
     assert model(torch.rand(1, 3, 32, 48)).shape == (1, 11, 32, 48)
+
+
+def test_run_experiments_on_a_model_and_tensors_in_memory(tiny_segmenter, tmp_path):
+    """The demo's path: any model and (images, labels) tensors; the model and RNG left as found."""
+    from torch.utils.data import TensorDataset
+
+    from regionattack.bench.runner import run_experiments
+    from regionattack.metrics import ConfusionMatrix
+
+    from conftest import assert_untouched, snapshot, tiny_task
+
+    images, labels = tiny_task(6, torch.Generator().manual_seed(3))
+    config = BenchConfig(
+        dataset="tiny",
+        root="",
+        out=str(tmp_path),
+        eps=(8 / 255,),
+        attack_steps=2,
+        attacks=("RegionAttack[channels]", "RegionAttack", "PositionChannelAttack", "PGD"),
+        rankings=("flip", "gradient", "gradient-left"),
+        random_draws=2,
+        fidelity_channels=3,
+        batch_size=4,
+        progress=False,
+    )
+    model = tiny_segmenter.train()
+    before, state = snapshot(model), torch.get_rng_state()
+    results = run_experiments(config, model, TensorDataset(images, labels))
+    assert_untouched(model, before)
+    assert torch.equal(torch.get_rng_state(), state)
+
+    expected = ConfusionMatrix(3)
+    with torch.no_grad():
+        expected.update(model.eval()(images).argmax(1), labels)
+    model.train()
+    assert results["clean"]["miou"] == pytest.approx(expected.miou())
+    assert next(r for r in results["ablation"] if r["k"] == 0)["miou"] == results["clean"]["miou"]
+    assert [r["attack"] for r in results["attacks"]] == list(config.attacks)
+    assert {r["region"] for r in results["ablation"]} == {"overall", "left"}
+    assert results["meta"]["model"]["latent_channels"] == 8
+    assert len(results["fidelity"]["channels"]) == 3
+    again = run_experiments(config, model, TensorDataset(images, labels))  # resumes
+    assert numbers(again) == numbers(results)

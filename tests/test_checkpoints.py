@@ -1,6 +1,7 @@
 import argparse
 import io
-import pickle
+import re
+import traceback
 import zipfile
 
 import numpy as np
@@ -268,10 +269,51 @@ def test_files_holding_other_objects_are_refused(extra, name, tmp_path):
     path = _save({"state_dict": _tiny(0).state_dict(), "args": extra}, tmp_path / "unsafe.pt")
     with pytest.raises(ValueError, match=rf"refused to load .*{name}.*weights_only=True") as info:
         read_state_dict(path)
-    assert isinstance(info.value.__cause__, pickle.UnpicklingError)  # what torch raises
+    assert info.value.__cause__ is None and info.value.__suppress_context__  # torch's text hidden
     with pytest.raises(ValueError, match="refused to load"):
         load_weights(_tiny(1), path)
     assert _CALLS == []
+
+
+class _Config:
+    """A custom object, as training scripts pickle next to the weights."""
+
+    def __init__(self, lr: float):
+        self.lr = lr
+
+
+def test_file_holding_a_custom_object_is_refused_with_our_own_advice(tmp_path):
+    path = _save({"state_dict": _tiny(0).state_dict(), "config": _Config(0.1)}, tmp_path / "c.pt")
+    with pytest.raises(ValueError) as info:
+        read_state_dict(path)
+    message = str(info.value)
+    assert f"checkpoint {str(path)!r}" in message
+    assert "_Config" in message and "other than tensors" in message
+    assert "weights only" in message and "torch.save(model.state_dict()" in message
+    shown = "".join(traceback.format_exception(info.value))
+    assert "False" not in shown  # no advice to load with weights_only=False, not even chained
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+@pytest.mark.parametrize("kind", ["path", "file object"])
+def test_truncated_checkpoint_is_named_and_called_truncated(legacy, kind, tmp_path):
+    path = tmp_path / "weights.pt"
+    torch.save(_tiny(0).state_dict(), path, _use_new_zipfile_serialization=not legacy)
+    data = path.read_bytes()
+    cuts = [3, 100, len(data) // 2, len(data) - 1]
+    if legacy:  # inside a pickled class name: must not read as a refused object
+        start = data.index(b"collections\nOrderedDict")
+        cuts += [start + 4, start + len(b"collections\nOrd")]
+    for cut in cuts:
+        path.write_bytes(data[:cut])
+        source = path if kind == "path" else io.BytesIO(data[:cut])
+        label = f"checkpoint {str(path)!r}" if kind == "path" else "the checkpoint file object"
+        with pytest.raises(ValueError, match=rf"cannot read {re.escape(label)}: .*truncated"):
+            read_state_dict(source)
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"empty\.pt'.*is empty"):
+        load_weights(_tiny(1), empty)
 
 
 def test_unreadable_inputs_give_clear_errors(tmp_path):
@@ -280,7 +322,10 @@ def test_unreadable_inputs_give_clear_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="is a folder"):
         read_state_dict(tmp_path)
     (tmp_path / "text.pt").write_text("not a checkpoint\n")
-    with pytest.raises(ValueError, match="cannot read checkpoint .* as a PyTorch checkpoint"):
+    with pytest.raises(
+        ValueError,
+        match="cannot read checkpoint .*text.pt': it is truncated or not a PyTorch checkpoint",
+    ):
         read_state_dict(tmp_path / "text.pt")
     with pytest.raises(ValueError, match="must be a dict.*got list"):
         read_state_dict(_save([torch.ones(1)], tmp_path / "list.pt"))

@@ -1,9 +1,17 @@
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from regionattack._checks import check_images, check_k, check_labels
+from regionattack._checks import (
+    check_images,
+    check_k,
+    check_labels,
+    check_radius,
+    check_seed,
+    state_digest,
+)
 
 
 @settings(max_examples=60, deadline=None)
@@ -50,3 +58,53 @@ def test_type_errors_and_k():
         check_k(2.0, 4)
     with pytest.raises(ValueError, match=">= 0"):
         check_labels(torch.full((1, 2, 2), -1), torch.zeros(1, 3, 2, 2))
+
+
+def test_check_radius_refuses_pixel_units():
+    assert check_radius(8 / 255, "eps") == 8 / 255
+    assert check_radius(1, "eps") == 1.0
+    with pytest.raises(
+        ValueError,
+        match=r"eps is an L-inf radius in image units \[0, 1\]; got 8 \(did you mean "
+        r"8/255 = 0\.0314\?\)",
+    ):
+        check_radius(8, "eps")
+    with pytest.raises(ValueError, match=r"alpha is an L-inf step in image units \[0, 1\]; got 2"):
+        check_radius(2, "alpha", kind="step")
+    with pytest.raises(ValueError, match=">= 0"):
+        check_radius(-0.1, "eps")
+    with pytest.raises(TypeError, match="number"):
+        check_radius("8", "eps")
+
+
+@pytest.mark.parametrize(
+    ("seed", "error", "match"),
+    [
+        ("a", TypeError, "seed must be an int or None; got str"),
+        (True, TypeError, "got bool"),
+        (1.0, TypeError, "got float"),
+        (2**64, ValueError, "seed must lie in"),
+    ],
+)
+def test_check_seed_refuses_non_int_seeds(seed, error, match):
+    with pytest.raises(error, match=match):
+        check_seed(seed)
+
+
+def test_check_seed_accepts_ints_and_none():
+    assert check_seed(None) is None
+    assert check_seed(0) == 0
+    assert check_seed(np.int64(3)) == 3
+
+
+def test_state_digest_identifies_the_weights():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4))
+    digest = state_digest(net)
+    assert len(digest) == 16 and int(digest, 16) >= 0
+    copy = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4))
+    copy.load_state_dict(net.state_dict())
+    assert state_digest(copy) == digest
+    with torch.no_grad():
+        copy[0].weight[0, 0] += 1
+    assert state_digest(copy) != digest

@@ -1,8 +1,11 @@
 """The paper's claims, measured: on the demo model (synthetic streets) and on CamVid.
 
 Each fixture trains a model from scratch (minutes on 2 CPU cores) in a temporary cache, runs the
-whole demo pipeline and returns its results; the tests read them. Numbers are printed by the demo
-(see README's Results); these tests assert only what the README claims.
+whole demo pipeline and returns its results; the tests read them. The models differ between
+machines (float rounding in training), so every threshold below leaves the margin the effect
+really has: each claim was measured over training seeds 0, 1, 2 and with other CPU kernels
+(``ATEN_CPU_CAPABILITY=default``), and each threshold sits well below the smallest value seen
+(README, "How robust the claims are"). A claim that did not hold with such a margin is not asserted.
 """
 
 import json
@@ -10,6 +13,7 @@ import os
 
 import pytest
 
+from regionattack.bench.report import summarize_ablation
 from regionattack.cli import main
 from regionattack.demo import DemoConfig, run_demo
 
@@ -41,87 +45,103 @@ def synthetic(cache, tmp_path_factory):
 def camvid(cache, tmp_path_factory):
     if not (CAMVID_ROOT / "train").is_dir():
         pytest.skip(f"CamVid not found at {CAMVID_ROOT}")
-    config = DemoConfig(data="camvid", root=str(CAMVID_ROOT), train_images=367, eval_images=101)
+    config = DemoConfig(
+        data="camvid", root=str(CAMVID_ROOT), train_images=367, eval_images=101, progress=False
+    )
     return run_demo(config, tmp_path_factory.mktemp("camvid"))
 
 
-def _row(results, ranking, region, k):
-    return next(
+def drops(results, ranking, region, k):
+    """mIoU drops (all, left, right) of the top-k of one ranking: clean minus ablated."""
+    clean = results["clean"]
+    row = next(
         r
-        for r in results["ablation_summary"]
+        for r in summarize_ablation(results["ablation"])
         if (r["ranking"], r["region"], r["k"]) == (ranking, region, k)
     )
+    return {part: clean[f"miou{part}"] - row[f"miou{part}"] for part in ("", "_left", "_right")}
 
 
-def _ks(results):
-    return sorted({r["k"] for r in results["ablation_summary"] if r["k"] > 0})
-
-
-def check_gradient_beats_random(results, first=2):
+def random_drops(results, k):
+    """The mIoU drop of each random draw of k channels."""
     clean = results["clean"]["miou"]
-    for k in _ks(results)[first:]:  # from 5% (first=2) of the channels up to 20%
-        top = _row(results, "gradient", "overall", k)
-        rand = _row(results, "random", "overall", k)
-        drop_top, drop_rand = clean - top["miou"], clean - rand["miou"]
-        assert drop_top > 2 * max(drop_rand, 0.0) + 3 * rand["miou_std"], (k, top, rand)
-        assert drop_top > 0.01, (k, top)
+    return [
+        clean - r["miou"] for r in results["ablation"] if r["ranking"] == "random" and r["k"] == k
+    ]
 
 
-def check_left_ranked_zeroing_hurts_left_more(results):
-    clean = results["clean"]
-    k = _ks(results)[-1]  # 20% of the channels
-    row = _row(results, "gradient", "left", k)
-    drop_left = clean["miou_left"] - row["miou_left"]
-    drop_right = clean["miou_right"] - row["miou_right"]
-    assert drop_left > drop_right + 0.02, (drop_left, drop_right)
+def largest_k(results):
+    return max(r["k"] for r in results["ablation"])  # 20% of the channels
 
 
-def check_region_attack_is_region_specific(results):
-    row = next(
-        r for r in results["attacks"] if r["attack"].startswith("RegionAttack[segmentation]")
+# (margin over the largest random draw, margin of the left-ranked left drop over the right drop,
+#  margin of the gradient ranking over the flip ranking): see README for the measured values.
+MARGINS = {
+    "synthetic": {"over_random": 0.03, "left_over_right": 0.015, "gradient_over_flip": 0.02},
+    "camvid": {"over_random": 0.0, "left_over_right": 0.03, "gradient_over_flip": None},
+}
+
+
+def check_gradient_beats_random(results, margins):
+    k = largest_k(results)
+    top = drops(results, "gradient", "overall", k)[""]
+    assert len(random_drops(results, k)) == 5
+    assert top > max(random_drops(results, k)) + margins["over_random"], (
+        top,
+        random_drops(results, k),
     )
+
+
+def check_left_ranked_zeroing_hurts_left_more(results, margins):
+    left = drops(results, "gradient", "left", largest_k(results))
+    assert left["_left"] > left["_right"] + margins["left_over_right"], left
+
+
+def check_gradient_ranking_beats_flip_ranking(results, margins):
+    if margins["gradient_over_flip"] is None:
+        pytest.skip("no margin on this data: both effects are within 0.02 mIoU (README)")
+    k = largest_k(results)
+    gradient = drops(results, "gradient", "overall", k)[""]
+    flip = drops(results, "flip", "overall", k)[""]
+    assert gradient > flip + margins["gradient_over_flip"], (gradient, flip)
+
+
+def check_region_attack_is_region_specific(results, margins):
+    del margins
+    row = next(r for r in results["attacks"] if r["attack"] == "RegionAttack[segmentation]")
+    pgd = next(r for r in results["attacks"] if r["attack"] == "PGD")
     assert row["linf"] <= 8 / 255 + 1e-6
     assert row["drop_inside"] > 0.1, row
     assert row["drop_inside"] > 3 * max(row["drop_outside"], 0.0), row
-
-
-def check_flip_is_measured(results):
-    for k in _ks(results):
-        row = _row(results, "flip", "overall", k)
-        assert 0 <= row["miou"] <= 1
+    assert row["changed_outside"] < pgd["changed_outside"] / 3, (row, pgd)
 
 
 CHECKS = [
     check_gradient_beats_random,
     check_left_ranked_zeroing_hurts_left_more,
+    check_gradient_ranking_beats_flip_ranking,
     check_region_attack_is_region_specific,
-    check_flip_is_measured,
 ]
 
 
 @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
 def test_demo_claims(synthetic, check):
-    check(synthetic)
+    check(synthetic, MARGINS["synthetic"])
 
 
 @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
 def test_camvid_claims(camvid, check):
-    if check is check_gradient_beats_random:
-        # On our CamVid model the overall ranking beats random clearly only at 20% of the
-        # channels (README, Results); at 5% and 10% the difference is within 0.01 mIoU.
-        check(camvid, first=-1)
-    else:
-        check(camvid)
+    check(camvid, MARGINS["camvid"])
 
 
-def test_demo_writes_figures_and_uses_its_cache(synthetic, capsys, tmp_path):
-    assert (synthetic["out"] / "ablation.png").stat().st_size > 10_000
-    assert (synthetic["out"] / "attacks.png").stat().st_size > 10_000
-    assert not synthetic["model"]["cached"]
+def test_demo_writes_figures_and_resumes(synthetic, capsys, tmp_path):
+    for figure in ("ablation.png", "attacks.png", "examples.png"):
+        assert (synthetic["out"] / figure).stat().st_size > 10_000, figure
+    assert not synthetic["meta"]["model"]["cached"]
     assert main(["demo", "--out", str(tmp_path), "--eval-images", "8", "--attack-images", "2"]) == 0
     printed = capsys.readouterr().out
     assert "(cached:" in printed and "timings (s)" in printed
-    assert json.loads((tmp_path / "results.json").read_text())["model"]["cached"]
+    assert json.loads((tmp_path / "results.json").read_text())["meta"]["model"]["cached"]
 
 
 def test_demo_rejects_camvid_without_root(capsys):

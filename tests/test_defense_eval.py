@@ -39,7 +39,7 @@ def models(tiny_segmenter):
 def test_every_measurement_for_every_model_and_the_models_are_left_as_they_were(models, data):
     models["untrained"].train()  # a model in training mode stays in training mode
     before = {name: snapshot(model) for name, model in models.items()}
-    report = evaluate_defense(models, data, eps=(4, 8), k_fraction=0.25, **FAST)
+    report = evaluate_defense(models, data, eps=(4 / 255, 8 / 255), k_fraction=0.25, **FAST)
     for name, model in models.items():
         assert_untouched(model, before[name])
     assert list(report.models) == ["trained", "untrained"]
@@ -59,7 +59,7 @@ def test_every_measurement_for_every_model_and_the_models_are_left_as_they_were(
 def test_clean_miou_and_channel_zeroing_match_an_independent_computation(models, data):
     images, labels = data
     model = models["trained"]
-    report = evaluate_defense(models, data, eps=(8,), k_fraction=0.25, **FAST)
+    report = evaluate_defense(models, data, eps=(8 / 255,), k_fraction=0.25, **FAST)
     result = report.models["trained"]
     with torch.no_grad():
         preds = model(images).argmax(1)
@@ -82,7 +82,7 @@ def test_clean_miou_and_channel_zeroing_match_an_independent_computation(models,
 
 
 def test_a_zero_radius_attack_changes_nothing_and_a_real_one_does(models, data):
-    report = evaluate_defense(models, data, eps=(0, 16), **{**FAST, "steps": 5})
+    report = evaluate_defense(models, data, eps=(0, 16 / 255), **{**FAST, "steps": 5})
     for result in report.models.values():
         for name in ("RegionAttack", "PGD"):
             still = result["attacks"][f"{name}/0"]
@@ -99,7 +99,7 @@ def test_results_are_written_and_a_rerun_resumes_without_recomputing(
     models, data, tmp_path, monkeypatch
 ):
     out = tmp_path / "defense"
-    first = evaluate_defense(models, data, eps=(8,), out=out, **FAST)
+    first = evaluate_defense(models, data, eps=(8 / 255,), out=out, **FAST)
     results = json.loads((out / "results.json").read_text())
     assert set(results["units"]) >= {"trained/clean", "untrained/probe_permuted", "trained/shift"}
     report = (out / "report.md").read_text()
@@ -111,20 +111,55 @@ def test_results_are_written_and_a_rerun_resumes_without_recomputing(
 
     monkeypatch.setattr(defense, "run_attack", fail)
     monkeypatch.setattr(defense, "evaluate_clean", fail)
-    again = evaluate_defense(models, data, eps=(8,), out=out, **FAST)
+    again = evaluate_defense(models, data, eps=(8 / 255,), out=out, **FAST)
     assert again.models == first.models
 
     with torch.no_grad():
         models["untrained"].segmentation_head.weight.add_(
             0.1
         )  # another model: the file is not mixed in
-    with pytest.raises(ValueError, match="another configuration"):
-        evaluate_defense(models, data, eps=(8,), out=out, **FAST)
+    with pytest.raises(ValueError, match="another configuration.*models"):
+        evaluate_defense(models, data, eps=(8 / 255,), out=out, **FAST)
+
+
+def test_a_rerun_on_other_images_is_refused_not_resumed(models, data, tmp_path):
+    out = tmp_path / "defense"
+    evaluate_defense(models, data, eps=(8 / 255,), out=out, **FAST)
+    images, labels = data
+    other = (images.flip(-1), labels.flip(-1))  # same count, size and settings, other images
+    with pytest.raises(ValueError, match="another configuration.*data"):
+        evaluate_defense(models, other, eps=(8 / 255,), out=out, **FAST)
+    again = evaluate_defense(
+        models, (images.clone(), labels.clone()), eps=(8 / 255,), out=out, **FAST
+    )
+    assert set(again.models) == set(models)  # equal tensors resume
+
+
+@pytest.mark.parametrize(
+    ("eps", "message"),
+    [((8,), "did you mean 8/255"), ((8 / 255, -1 / 255), ">= 0"), ((), "at least one eps")],
+)
+def test_radii_are_in_image_units_and_checked_before_any_work(
+    models, data, monkeypatch, eps, message
+):
+    monkeypatch.setattr(defense, "evaluate_clean", _fail)
+    with pytest.raises(ValueError, match=message):
+        evaluate_defense(models, data, eps=eps, **FAST)
+
+
+def test_the_global_random_state_is_left_as_it_was(models, data):
+    before = torch.get_rng_state()
+    evaluate_defense(models, data, eps=(8 / 255,), **FAST)
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def _fail(*args, **kwargs):
+    raise AssertionError("work started before the arguments were checked")
 
 
 def test_position_channel_attack_and_region_pgd_can_be_evaluated(models, data):
     report = evaluate_defense(
-        models, data, attacks=("PositionChannelAttack", "RegionPGD"), eps=(8,), **FAST
+        models, data, attacks=("PositionChannelAttack", "RegionPGD"), eps=(8 / 255,), **FAST
     )
     assert set(report.models["trained"]["attacks"]) == {"PositionChannelAttack/8", "RegionPGD/8"}
     assert "PositionChannelAttack 8/255" in report.table()
@@ -146,6 +181,11 @@ def test_position_channel_attack_and_region_pgd_can_be_evaluated(models, data):
         ),
         ({"data": torch.rand(2, 3, 16, 16)}, TypeError, "Dataset"),
         ({"data": (torch.rand(2, 3, 16, 16), torch.zeros(2, 8, 8))}, ValueError, "labels"),
+        ({"steps": 0}, ValueError, "steps must be positive"),
+        ({"k_fraction": 0.0}, ValueError, "k_fraction"),
+        ({"random_draws": -1}, ValueError, "random_draws"),
+        ({"seed": "a"}, TypeError, "seed"),
+        ({"batch_size": 1.5}, TypeError, "batch_size"),
     ],
 )
 def test_bad_input_is_refused_with_a_clear_error(models, data, change, error, match):
@@ -193,7 +233,16 @@ def test_the_benchmark_script_rebuilds_checkpoints_with_their_padding(tmp_path):
         *("--dataset", "camvid", "--root", str(root), "--quiet", "--out", str(out)),
         *("--checkpoint", f"zeros={tmp_path / 'zeros.pt'}"),
         *("--checkpoint", f"reflect={tmp_path / 'reflect.pt'}"),
-        *("--attacks", "RegionAttack", "--eps", "8", "--attack-steps", "1", "--attack-images", "2"),
+        *(
+            "--attacks",
+            "RegionAttack",
+            "--eps",
+            "8/255",
+            "--attack-steps",
+            "1",
+            "--attack-images",
+            "2",
+        ),
         *("--random-draws", "1", "--batch-size", "3"),
     ]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=900)
@@ -220,7 +269,7 @@ def test_shift_sensitivity_is_zero_when_shifts_change_nothing():
 
     model = TinySegmenter(num_classes=3, latent_channels=8).eval()
     flat = torch.rand(8, 3, 1, 1, generator=torch.Generator().manual_seed(0)).expand(8, 3, 16, 16)
-    setting = Setting(model, lambda limit=None: [], 3, {})
+    setting = Setting(model, [], 1, 3, {})
     result = _shift_sensitivity(setting, flat.contiguous(), {"seed": 0})
     assert result["mse"] == pytest.approx(0.0, abs=1e-10)
     assert result["image_variance"] > 0 and result["ratio"] == pytest.approx(0.0, abs=1e-6)

@@ -62,6 +62,8 @@ def test_augshift_loss_is_positive_differentiable_and_leaves_the_model_as_it_was
     if training:  # batch norm's running statistics see the views, as with any augmentation
         after = snapshot(model)
         assert all(after[key] == before[key] for key in ("training", "requires_grad", "hooks"))
+        means = [name for name in before["buffers"] if name.endswith("running_mean")]
+        assert means and not torch.equal(after["buffers"][means[0]], before["buffers"][means[0]])
     else:
         assert_untouched(model, before)
     loss.backward()

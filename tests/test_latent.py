@@ -1,10 +1,12 @@
+import copy
+
 import pytest
 import torch
 from torch import nn
 
 from regionattack import find_layer, latent_of, with_normalization
 from regionattack.latent import default_layer, edit_latent, model_logits, select_latent
-from regionattack.models import build_model
+from regionattack.models import TinySegmenter, build_model
 
 from conftest import assert_untouched, snapshot
 
@@ -70,3 +72,104 @@ def test_select_latent_structures():
         select_latent(torch.ones(2, 3))
     with pytest.raises(ValueError, match="logits"):
         model_logits(torch.ones(2, 3))
+
+
+class _Boom(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("boom")
+
+
+class _WithSpare(nn.Module):
+    """Batch norm that runs, and a layer that never does."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4))
+        self.spare = nn.Conv2d(4, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+def test_latent_of_in_training_mode_leaves_buffers_and_flags(tiny_segmenter, images):
+    model = tiny_segmenter.train()
+    model.decoder.eval()  # a mixed state that must survive
+    before = snapshot(model)
+    latent = latent_of(model, images)
+    assert_untouched(model, before)
+    # the forward ran in training mode: batch norm used the batch's own statistics
+    expected = copy.deepcopy(model).encoder(images)
+    assert torch.allclose(latent, expected)
+    latent.square().sum().backward()  # gradients still reach the parameters
+    assert model.encoder[0].weight.grad is not None
+
+
+@pytest.mark.parametrize(
+    ("model", "layer", "match"),
+    [
+        (
+            nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4), _Boom(), nn.Conv2d(4, 4, 1)),
+            "3",
+            "boom",
+        ),
+        (_WithSpare(), "spare", "was not run"),
+    ],
+)
+def test_latent_of_failing_in_training_mode_leaves_buffers(model, layer, match, images):
+    model.train()
+    before = snapshot(model)
+    with pytest.raises(RuntimeError, match=match):
+        latent_of(model, images, layer)
+    assert_untouched(model, before)
+    with pytest.raises(ValueError, match="no layer 'nope'"):
+        latent_of(model, images, "nope")
+    assert_untouched(model, before)
+
+
+class _UserWrapper(nn.Module):
+    """What a user writes: normalisation in forward around a segmentation model."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.full((1, 3, 1, 1), 0.5))
+
+    def forward(self, images: torch.Tensor):
+        return self.net((images - self.mean) / 0.25)
+
+
+@pytest.mark.parametrize(
+    ("name", "layer"),
+    [
+        ("tiny", "encoder"),
+        ("smp:FPN:resnet18", "encoder"),
+        ("torchvision:lraspp_mobilenet_v3_large", "backbone"),
+    ],
+)
+def test_latent_is_found_inside_a_users_wrapper(name, layer):
+    model = TinySegmenter() if name == "tiny" else build_model(name, num_classes=3)
+    model.eval()
+    wrapped = _UserWrapper(model)
+    module = find_layer(model)[1]
+    assert find_layer(wrapped) == (f"net.{layer}", module)
+    assert default_layer(wrapped) == f"net.{layer}"
+    assert find_layer(wrapped, f"net.{layer}")[1] is module  # the name resolves again
+    # NormalizedModel wrappers keep names relative to the model they wrap
+    assert find_layer(with_normalization(wrapped, (0.5,) * 3, (0.2,) * 3))[0] == f"net.{layer}"
+    assert find_layer(_UserWrapper(with_normalization(model, (0.5,) * 3, (0.2,) * 3)))[0] == (
+        f"net.model.{layer}"
+    )
+    x = torch.rand(1, 3, 64, 64)
+    assert torch.allclose(latent_of(wrapped, x), latent_of(model, (x - 0.5) / 0.25))
+
+
+def test_several_segmentation_models_inside_need_layer(images):
+    ensemble = nn.ModuleDict({"a": TinySegmenter(), "b": nn.Sequential(TinySegmenter())})
+    with pytest.raises(ValueError, match=r"2 segmentation models.*\['a', 'b\.0'\].*layer="):
+        find_layer(ensemble)
+    assert find_layer(ensemble, "b.0.encoder")[1] is ensemble["b"][0].encoder
+
+
+def test_model_without_a_known_latent_mentions_layer():
+    with pytest.raises(ValueError, match=r"cannot tell the latent layer of Sequential.*layer="):
+        find_layer(nn.Sequential(nn.Conv2d(3, 3, 1), nn.Sequential(nn.ReLU())))

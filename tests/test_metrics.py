@@ -62,3 +62,23 @@ def test_changed_fraction_and_specificity():
 def test_confusion_shape_mismatch():
     with pytest.raises(ValueError, match="same shape"):
         ConfusionMatrix(2).update(torch.zeros(1, 2), torch.zeros(1, 3))
+
+
+def test_masked_confusions_with_fixed_and_per_batch_masks_agree_with_region_miou():
+    from regionattack.metrics import MaskedConfusions
+    from regionattack.regions import named
+
+    g = torch.Generator().manual_seed(0)
+    targets = torch.randint(0, 3, (4, 6, 8), generator=g)
+    preds = torch.randint(0, 3, (4, 6, 8), generator=g)
+    left = named("left", (6, 8))
+    fixed = MaskedConfusions(3, {"left": left})
+    per_batch = MaskedConfusions(3, ["left"])
+    for part in (slice(0, 2), slice(2, 4)):
+        fixed.update(preds[part], targets[part])
+        per_batch.update(preds[part], targets[part], {"left": left[None]})
+    expected = region_miou(preds, targets, "left", 3)
+    assert fixed.region("left") == per_batch.region("left") == expected
+    assert fixed.mious()["not-left"] == pytest.approx(expected.outside)
+    with pytest.raises(ValueError, match="given with each batch"):
+        per_batch.update(preds, targets)

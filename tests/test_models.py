@@ -1,7 +1,16 @@
 import pytest
 import torch
+from torch import nn
+from torch.utils.data import TensorDataset
 
-from regionattack.models import TinySegmenter, build_model, train_segmenter
+from regionattack.models import (
+    PlantedPositionSegmenter,
+    TinySegmenter,
+    build_from_checkpoint,
+    build_model,
+    save_checkpoint,
+    train_segmenter,
+)
 
 from conftest import snapshot
 
@@ -43,3 +52,50 @@ def test_train_segmenter_learns_and_restores_modes(generator):
     assert snapshot(model)["training"] == before["training"]
     with pytest.raises(ValueError, match="labels"):
         train_segmenter(model, images, labels[:, :8], steps=1, progress=False)
+
+
+class _Dropped(nn.Module):
+    """A segmenter with dropout: its training draws from torch's global generator."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = TinySegmenter(num_classes=3)
+        self.drop = nn.Dropout2d(0.3)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.net(images))
+
+
+@pytest.mark.parametrize("data", ["tensors", "dataset"])
+def test_train_segmenter_leaves_the_global_rng_and_repeats(data, generator):
+    images = torch.rand(8, 3, 16, 16, generator=generator)
+    labels = torch.randint(0, 3, (8, 16, 16), generator=generator)
+    source = (images, labels) if data == "tensors" else (TensorDataset(images, labels), None)
+    weights = []
+    for _ in range(2):
+        torch.manual_seed(5)
+        model = _Dropped()
+        state = torch.get_rng_state()
+        train_segmenter(model, *source, steps=3, batch_size=4, hflip=True, progress=False)
+        assert torch.equal(torch.get_rng_state(), state)
+        weights.append(model.state_dict())
+    for name, value in weights[0].items():  # same global state on entry: same model
+        assert torch.equal(value, weights[1][name]), name
+
+
+def test_models_built_from_a_seed_or_checkpoint_leave_the_global_rng(tmp_path):
+    state = torch.get_rng_state()
+    planted = PlantedPositionSegmenter(latent_channels=6, seed=1)
+    assert torch.equal(torch.get_rng_state(), state)
+    again = PlantedPositionSegmenter(latent_channels=6, seed=1)
+    assert all(
+        torch.equal(a, b) for a, b in zip(planted.parameters(), again.parameters(), strict=True)
+    )
+    options = {"encoder_depth": 3, "decoder_channels": [16, 8, 4]}
+    net = build_model("smp:Unet:mobilenet_v2", 2, **options)
+    meta = {"architecture": "smp:Unet:mobilenet_v2", "options": options, "classes": ["a", "b"]}
+    path = save_checkpoint(tmp_path / "unet.pt", net, meta)
+    state = torch.get_rng_state()
+    loaded, _ = build_from_checkpoint(path)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(loaded.segmentation_head[0].weight, net.segmentation_head[0].weight)

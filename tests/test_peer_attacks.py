@@ -218,6 +218,10 @@ def test_bad_settings_are_rejected(tiny_segmenter, images, name):
         make(name, tiny_segmenter, perturb_region="middle")
     with pytest.raises(ValueError, match="steps must be"):
         make(name, tiny_segmenter, steps=0)
+    with pytest.raises(ValueError, match=r"eps is an L-inf radius in image units \[0, 1\]"):
+        make(name, tiny_segmenter, eps=8)
+    with pytest.raises(TypeError, match="seed must be an int or None"):
+        make(name, tiny_segmenter, seed="a")
     with pytest.raises(ValueError, match="empty"):
         make(name, tiny_segmenter)(images, region=torch.zeros(16, 16))
 

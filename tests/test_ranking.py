@@ -1,10 +1,21 @@
+import json
+
 import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from regionattack import ChannelRanking, rank_channels
+from regionattack import ChannelRanking, rank_channels, with_normalization
+from regionattack._checks import state_digest
 from regionattack.models import PlantedPositionSegmenter
-from regionattack.ranking import flip_differences, gradient_effects, mean_weights, region_scores
+from regionattack.ranking import (
+    channel_statistics,
+    flip_differences,
+    gradient_effects,
+    mean_weights,
+    network_digest,
+    ranking_from_statistics,
+    region_scores,
+)
 
 from conftest import assert_untouched, snapshot
 
@@ -133,3 +144,133 @@ def test_per_sample_region_masks_must_match_the_images(tiny_segmenter, generator
     shared = rank_channels(tiny_segmenter, images, region=masks8[0])
     same = rank_channels(tiny_segmenter, images, region=masks8[0].expand(8, 16, 16))
     assert torch.allclose(shared.scores, same.scores, atol=1e-6)
+
+
+# ---------------------------------------------------------------- the model a ranking was made on
+def test_rankings_record_the_digest_of_the_model(tiny_segmenter, images, tmp_path):
+    ranking = rank_channels(tiny_segmenter, images, method="flip")
+    assert ranking.model_digest == state_digest(tiny_segmenter) == network_digest(tiny_segmenter)
+    wrapped = with_normalization(tiny_segmenter, (0.5,) * 3, (0.2,) * 3)
+    assert rank_channels(wrapped, images, method="flip").model_digest == ranking.model_digest
+    path = tmp_path / "ranking.json"
+    ranking.save(path)
+    assert ChannelRanking.load(path).model_digest == ranking.model_digest
+    record = json.loads(path.read_text())
+    del record["model_digest"]  # a file written before the field existed
+    path.write_text(json.dumps(record))
+    assert ChannelRanking.load(path).model_digest is None
+    total, seen = channel_statistics(tiny_segmenter, images, method="flip")
+    assert ranking_from_statistics(total, seen, method="flip").model_digest is None
+    digest = network_digest(tiny_segmenter)
+    made = ranking_from_statistics(total, seen, method="flip", model_digest=digest)
+    assert made.model_digest == digest
+    with pytest.raises(TypeError, match="model_digest must be a str or None; got int"):
+        ranking_from_statistics(total, seen, method="flip", model_digest=3)
+
+
+GOOD = {
+    "indices": [1, 2, 0],
+    "scores": [0.1, 0.9, 0.5],
+    "method": "flip",
+    "region": "overall",
+    "layer": "encoder",
+    "num_images": 4,
+    "model_digest": "0123456789abcdef",
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"scores": [float("nan"), 0.9, 0.5]}, "scores"),
+        ({"scores": [0.1, float("inf"), 0.5]}, "scores"),
+        ({"scores": [0.1, "high", 0.5]}, "scores"),
+        ({"scores": [0.1, 0.9]}, "indices"),
+        ({"scores": []}, "scores"),
+        ({"indices": [1, 1, 0]}, "indices"),
+        ({"indices": [1, 2, 3]}, "indices"),
+        ({"indices": [1.0, 2.0, 0.0]}, "indices"),
+        ({"indices": [0, 2, 1]}, "indices"),  # not ordered by score
+        ({"indices": "120"}, "indices"),
+        ({"method": 42}, "method"),
+        ({"method": "magic"}, "method"),
+        ({"region": None}, "region"),
+        ({"layer": ""}, "layer"),
+        ({"num_images": -1}, "num_images"),
+        ({"num_images": 2.5}, "num_images"),
+        ({"num_images": True}, "num_images"),
+        ({"model_digest": 7}, "model_digest"),
+        ({"model_digest": "not hex!"}, "model_digest"),
+    ],
+)
+def test_load_rejects_malformed_rankings(tmp_path, change, field):
+    path = tmp_path / "ranking.json"
+    path.write_text(json.dumps({**GOOD, **change}))
+    with pytest.raises(ValueError, match=rf"ranking\.json: .*{field}"):
+        ChannelRanking.load(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "JSON object"),
+        (json.dumps({k: v for k, v in GOOD.items() if k != "layer"}), "missing.*layer"),
+    ],
+)
+def test_load_rejects_files_that_are_not_rankings(tmp_path, text, match):
+    path = tmp_path / "ranking.json"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=rf"ranking\.json.*{match}"):
+        ChannelRanking.load(path)
+
+
+def test_load_accepts_a_well_formed_file(tmp_path):
+    path = tmp_path / "ranking.json"
+    path.write_text(json.dumps(GOOD))
+    ranking = ChannelRanking.load(path)
+    assert ranking.top(3).tolist() == [1, 2, 0] and ranking.model_digest == "0123456789abcdef"
+
+
+# ---------------------------------------------------------------- inputs checked before work
+def test_rank_channels_refuses_labels_beyond_the_model_classes(tiny_segmenter, images):
+    labels = torch.zeros(4, 16, 16, dtype=torch.long)
+    labels[0, 0, 0] = 5
+    before = snapshot(tiny_segmenter)
+    with pytest.raises(ValueError, match="class 5 but the model predicts 3 classes"):
+        rank_channels(tiny_segmenter, images, labels=labels, region="left")
+    with pytest.raises(ValueError, match="class 5 but the model predicts 3 classes"):
+        rank_channels(tiny_segmenter, images, labels=labels)
+    assert_untouched(tiny_segmenter, before)
+    labels[0, 0, 0] = 255  # ignored pixels are fine
+    rank_channels(tiny_segmenter, images, labels=labels)
+
+
+class _HalfSizeLogits(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.encoder = model.encoder
+        self.decoder = model.decoder
+        self.segmentation_head = model.segmentation_head
+
+    def forward(self, images):
+        logits = self.segmentation_head(self.decoder(self.encoder(images)))
+        return logits[..., ::2, ::2]
+
+
+@pytest.mark.parametrize("with_labels", [False, True])
+def test_rank_channels_refuses_logits_smaller_than_the_images(tiny_segmenter, images, with_labels):
+    labels = torch.zeros(4, 16, 16, dtype=torch.long) if with_labels else None
+    with pytest.raises(ValueError, match=r"model logits are \(8, 8\) but images are \(16, 16\)"):
+        rank_channels(_HalfSizeLogits(tiny_segmenter), images, labels=labels)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
+@pytest.mark.parametrize("method", ["flip", "gradient"])
+def test_rank_channels_converts_other_float_dtypes_to_float32(
+    tiny_segmenter, images, dtype, method
+):
+    images = images.to(dtype)
+    ranking = rank_channels(tiny_segmenter, images, method=method, region="left")
+    expected = rank_channels(tiny_segmenter, images.float(), method=method, region="left")
+    assert torch.equal(ranking.scores, expected.scores)

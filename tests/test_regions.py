@@ -84,3 +84,31 @@ def test_as_mask_validation(h, w, n, seed):
 def test_as_mask_rejects_other_types():
     with pytest.raises(TypeError, match="region must be"):
         regions.as_mask([[1, 0]], (1, 2))
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "match"),
+    [
+        ((0.5, 0, 2, 2), TypeError, r"top must be an int \(a pixel index\); got float 0.5"),
+        ((0, True, 2, 2), TypeError, "left must be an int"),
+        ((0, 0, "2", 2), TypeError, "bottom must be an int"),
+        ((0, 0, 2, None), TypeError, "right must be an int"),
+        ((0, 0, 5, 2), ValueError, "box must satisfy"),
+    ],
+)
+def test_box_validates_its_arguments(args, error, match):
+    with pytest.raises(error, match=match):
+        regions.box((4, 4), *args)
+
+
+def test_box_accepts_numpy_and_tensor_ints():
+    mask = regions.box((4, 4), np.int64(0), torch.tensor(1), 2, np.int32(3))
+    assert mask.sum() == 4
+
+
+@pytest.mark.parametrize(
+    ("size", "error"), [((4.5, 4), TypeError), (("4", 4), TypeError), ((4, 0), ValueError)]
+)
+def test_box_validates_the_size(size, error):
+    with pytest.raises(error, match="height|width"):
+        regions.box(size, 0, 0, 1, 1)

@@ -9,6 +9,9 @@ guards each of them:
 * targeted modes build per-pixel target maps (``set_mode_targeted_by_label`` takes (N, H, W) target
   maps; random and least-likely targets are drawn per pixel);
 * :meth:`save` reports per-pixel accuracy and region mIoU instead of per-image accuracy;
+* ``set_normalization_used`` is refused on a model that already normalises its inputs (a
+  :class:`~regionattack.NormalizedModel`), and ``set_mode_targeted_least_likely`` checks
+  ``kth_min`` (an int in [1, K - 1]) instead of asserting;
 * ``torchattacks.MultiAttack``, which compares one label per image, is refused with a ``TypeError``.
 """
 
@@ -30,14 +33,16 @@ from regionattack._checks import (
     IGNORE_INDEX,
     check_images,
     check_labels,
-    check_labels_in_range,
-    check_nonnegative_float,
+    check_logits,
     check_positive_int,
+    check_radius,
+    check_seed,
 )
+from regionattack._files import torch_save_atomic
 from regionattack._state import frozen
 from regionattack.attacks.objectives import project
 from regionattack.latent import model_logits, predicted_classes
-from regionattack.metrics import RegionConfusion
+from regionattack.metrics import MaskedConfusions
 from regionattack.normalization import NormalizedModel
 from regionattack.regions import RegionLike, as_mask
 
@@ -56,11 +61,19 @@ class SegmentationAttack(Attack):
     Args:
         name: Attack name shown by ``repr``.
         model: Segmentation model returning (N, K, H, W) logits (tensor, dict ``"out"`` or tuple).
-        eps: L-inf radius.
-        alpha: Step size.
+        eps: L-inf radius in image units, in [0, 1] (``8 / 255``, not ``8``), also when
+            ``set_normalization_used`` is set.
+        alpha: Step size, in image units in [0, 1].
         steps: Number of steps.
         random_start: Start from a uniform random point in the allowed ball.
-        seed: Seed for the random start (reproducible runs); None uses torch's global generator.
+        seed: Seed for the random start (reproducible runs), an int; None uses torch's global
+            generator.
+
+    Raises:
+        TypeError: If ``model`` is not an ``nn.Module``, a setting is not a number / int, or
+            ``seed`` is neither an int nor None.
+        ValueError: If ``eps`` or ``alpha`` is negative or above 1 (pixel units, e.g. 8 for
+            8/255), or ``steps`` is not positive.
     """
 
     def __init__(
@@ -77,11 +90,11 @@ class SegmentationAttack(Attack):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module; got {type(model).__name__}")
         super().__init__(name, model)
-        self.eps = check_nonnegative_float(eps, "eps")
-        self.alpha = check_nonnegative_float(alpha, "alpha")
+        self.eps = check_radius(eps, "eps")
+        self.alpha = check_radius(alpha, "alpha", kind="step")
         self.steps = check_positive_int(steps, "steps")
         self.random_start = bool(random_start)
-        self.seed = seed
+        self.seed = check_seed(seed)
         self.supported_mode = ["default", "targeted"]
 
     # ------------------------------------------------------------------ torchattacks entry point
@@ -108,6 +121,35 @@ class SegmentationAttack(Attack):
         raw = self.inverse_normalize(images)  # called after _normalization_applied is cleared
         inside = (raw >= -_NORMALIZATION_SLACK) & (raw <= 1 + _NORMALIZATION_SLACK)
         return raw.clamp(0, 1) if bool(inside.all()) else raw  # out of range: check_images raises
+
+    def set_normalization_used(self, mean, std) -> None:
+        """Declare that images arrive normalised with ``mean`` / ``std`` (torchattacks' convention).
+
+        Raises:
+            ValueError: If the model already normalises its inputs (it is or contains a
+                :class:`~regionattack.NormalizedModel`): the images would be normalised twice.
+        """
+        if any(isinstance(module, NormalizedModel) for module in self.model.modules()):
+            raise ValueError(
+                "the model already normalises its inputs (it contains a NormalizedModel, made by "
+                "with_normalization), so set_normalization_used would normalise them twice; pass "
+                "images in [0, 1] to this attack, or attack regionattack.normalization.unwrap("
+                "model) with set_normalization_used"
+            )
+        super().set_normalization_used(mean, std)
+
+    def set_mode_targeted_least_likely(self, kth_min: int = 1, quiet: bool = False) -> None:
+        """Target, on each pixel, the ``kth_min``-th least likely class other than the label.
+
+        ``kth_min`` must be in ``[1, K - 1]`` for a model with K classes (the label is excluded);
+        K is known only on the first call, which raises before any attack step when it is not.
+
+        Raises:
+            TypeError: If ``kth_min`` is not an int.
+            ValueError: If ``kth_min`` is not positive.
+        """
+        check_positive_int(kth_min, "kth_min")
+        super().set_mode_targeted_least_likely(kth_min, quiet)
 
     def network(self) -> nn.Module:
         """The model as the attack sees it: with torchattacks' normalisation applied when set."""
@@ -154,15 +196,8 @@ class SegmentationAttack(Attack):
             labels = check_labels(labels, images)
         with torch.no_grad():
             clean_logits = self.logits(images)
-        clean = predicted_classes(clean_logits)
-        if clean.shape[-2:] != images.shape[-2:]:
-            raise ValueError(
-                f"model logits are {tuple(clean.shape[-2:])} but images are "
-                f"{tuple(images.shape[-2:])}; segmentation models must predict at input size"
-            )
-        if labels is not None:
-            check_labels_in_range(labels, clean_logits.shape[1])
-        return images, labels, clean
+        check_logits(clean_logits, images, labels)
+        return images, labels, predicted_classes(clean_logits)
 
     def attack_targets(
         self, images: torch.Tensor, labels: torch.Tensor | None, clean: torch.Tensor
@@ -196,8 +231,18 @@ class SegmentationAttack(Attack):
 
     @torch.no_grad()
     def get_least_likely_label(self, inputs, labels=None):
-        """Per-pixel ``kth_min``-least-likely class, never the label (or clean prediction)."""
+        """Per-pixel ``kth_min``-least-likely class, never the label (or clean prediction).
+
+        Raises:
+            ValueError: If ``kth_min`` is not in ``[1, K - 1]`` for the model's K classes.
+        """
         logits = self.logits(inputs)
+        num_classes = logits.shape[1]
+        if not 1 <= self._kth_min <= num_classes - 1:
+            raise ValueError(
+                f"kth_min must be in [1, {num_classes - 1}] for a model with {num_classes} "
+                f"classes (the label itself is never a target); got {self._kth_min}"
+            )
         labels = predicted_classes(logits) if labels is None else labels
         keep = labels != IGNORE_INDEX
         masked = logits.scatter(1, labels.clamp(max=logits.shape[1] - 1)[:, None], float("inf"))
@@ -262,7 +307,7 @@ class SegmentationAttack(Attack):
         region = region if region is not None else getattr(self, "region", None)
         seen = 0
         saved: dict[str, list[torch.Tensor]] = {key: [] for key in _SAVE_KEYS}
-        confusion: RegionConfusion | None = None
+        confusion: MaskedConfusions | None = None
         l2_norms: list[torch.Tensor] = []
         start = time.perf_counter()
         for step, (inputs, labels) in enumerate(data_loader):
@@ -271,7 +316,7 @@ class SegmentationAttack(Attack):
                 logits = self.logits(adv)  # adv is already in the model's input space
             preds = predicted_classes(logits).cpu()
             if confusion is None:
-                confusion = RegionConfusion(logits.shape[1])
+                confusion = MaskedConfusions(logits.shape[1], ["region"])
             size = tuple(labels.shape[-2:])
             mask = (
                 torch.ones(1, *size, dtype=torch.bool) if region is None else as_mask(region, size)
@@ -279,7 +324,7 @@ class SegmentationAttack(Attack):
             if mask.shape[0] > 1:  # per-sample masks follow the loader's order
                 mask = mask[seen : seen + labels.shape[0]]
             seen += labels.shape[0]
-            confusion.update(preds, labels.cpu().long(), mask)
+            confusion.update(preds, labels.cpu().long(), {"region": mask})
             raw_adv, raw_inputs = self._unit_range(adv).cpu(), self._unit_range(inputs).cpu()
             l2_norms.append((raw_adv - raw_inputs).flatten(1).norm(dim=1))
             for key, value in zip(
@@ -290,15 +335,15 @@ class SegmentationAttack(Attack):
                 logger.info(
                     "save: batch %d, pixel accuracy %.2f%%",
                     step + 1,
-                    100 * confusion.all.pixel_accuracy(),
+                    100 * confusion.matrix("all").pixel_accuracy(),
                 )
         if confusion is None:
             raise ValueError("data_loader yielded no batches")
         seconds = time.perf_counter() - start
-        accuracy = 100 * confusion.all.pixel_accuracy()
+        accuracy = 100 * confusion.matrix("all").pixel_accuracy()
         l2 = float(torch.cat(l2_norms).mean())
         if verbose:
-            result = confusion.result()
+            result = confusion.region("region")
             logger.info(
                 "save: pixel accuracy %.2f%%, mIoU all %.4f inside %.4f outside %.4f, L2 %.4f, %.1fs",
                 accuracy,
@@ -338,7 +383,4 @@ def _write_adversarials(
             if key in record:
                 record[key] = (record[key] * 255).round().to(torch.uint8)  # type: ignore[operator]
     record["save_type"] = save_type
-    path = Path(save_path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(record, tmp)
-    os.replace(tmp, path)
+    torch_save_atomic(record, Path(save_path))

@@ -6,11 +6,11 @@ import torch
 from torch import nn
 
 from regionattack._checks import check_choice
-from regionattack.ablation import ChannelsLike, channel_mask
+from regionattack.ablation import ChannelsLike, channel_mask, check_channels
 from regionattack.attacks.base import SegmentationAttack
 from regionattack.attacks.objectives import channel_distance
 from regionattack.latent import find_layer, latent_of
-from regionattack.ranking import ChannelRanking, default_k
+from regionattack.ranking import ChannelRanking, check_ranking_matches, default_k
 
 MODES = ("suppress", "flip")
 
@@ -27,13 +27,22 @@ class PositionChannelAttack(SegmentationAttack):
     Args:
         model: Segmentation model.
         channels: Channel ids (shared or (N, k) per sample), a bool mask, or a
-            :class:`~regionattack.ChannelRanking` (its top ``k``).
-        eps: L-inf radius. alpha: Step size. steps: Number of steps.
+            :class:`~regionattack.ChannelRanking` (its top ``k``) made on this model and latent
+            layer; to reuse another model's channels on purpose, pass ``ranking.top(k)``.
+        eps: L-inf radius in image units [0, 1]. alpha: Step size. steps: Number of steps.
         random_start: Start from a uniform random point.
         mode: ``"suppress"`` (default) or ``"flip"``.
         k: Channels taken from a ranking (default: 5% of the channels).
         layer: Latent layer name (default: the architecture's).
-        seed: Seed for the random start.
+        seed: Seed for the random start (an int or None).
+
+    Raises:
+        TypeError: If ``channels`` is not a selection (see
+            :func:`~regionattack.ablation.check_channels`) or a setting has the wrong type.
+        ValueError: When built, for an empty selection, a ranking made on another layer or model
+            (see :func:`~regionattack.ranking.check_ranking_matches`) or a setting out of range;
+            on the first call, for ids beyond the latent's channels or a per-sample selection that
+            is empty for some image.
 
     Example:
         >>> import segmentation_models_pytorch as smp
@@ -70,9 +79,11 @@ class PositionChannelAttack(SegmentationAttack):
         self.mode = check_choice(mode, "mode", MODES)
         self.layer = find_layer(model, layer)[0]
         if isinstance(channels, ChannelRanking):
+            check_ranking_matches(channels, model, self.layer)
             channels = channels.top(k if k is not None else default_k(channels.num_channels))
         elif k is not None:
             raise ValueError("k is only used with a ChannelRanking; pass the channel ids directly")
+        check_channels(channels)
         self.channels = channels
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:

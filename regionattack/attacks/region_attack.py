@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from regionattack._checks import IGNORE_INDEX, check_choice, check_k, check_nonnegative_float
-from regionattack.ablation import ChannelsLike, ablate, channel_mask, replay_layer
+from regionattack.ablation import ChannelsLike, ablate, channel_mask, check_channels, replay_layer
 from regionattack.attacks.base import SegmentationAttack
 from regionattack.attacks.objectives import (
     channel_distance,
@@ -25,6 +25,7 @@ from regionattack.latent import (
 )
 from regionattack.ranking import (
     ChannelRanking,
+    check_ranking_matches,
     default_k,
     gradient_effects,
     mean_weights,
@@ -68,18 +69,27 @@ class RegionAttack(SegmentationAttack):
     Args:
         model: Segmentation model (logits as a tensor, dict ``"out"`` or tuple with masks first).
         region: Region to break: a name (``"left"``, ...) or a mask, see :mod:`regionattack.regions`.
-        eps: L-inf radius. alpha: Step size. steps: Number of steps.
+        eps: L-inf radius in image units [0, 1]. alpha: Step size. steps: Number of steps.
         random_start: Start from a uniform random point.
         objective: ``"segmentation"`` (default), ``"channels"`` or ``"both"``.
         channels: Channels to attack through (ids, (N, k) ids, bool mask or a
-            :class:`~regionattack.ChannelRanking`); ranked on each batch when None.
+            :class:`~regionattack.ChannelRanking` made on this model and latent layer; to reuse
+            another model's channels on purpose, pass ``ranking.top(k)``); ranked on each batch
+            when None.
         k: Number of channels (default: 5% of the latent's channels).
         layer: Latent layer name (default: the architecture's).
         perturb_region: Where the perturbation may be non-zero (default: everywhere).
         outside_weight: Weight of the term that preserves the prediction outside the region.
         done_weight: Weight of inside pixels already broken ("segmentation" objective, untargeted).
         flipped_weight: Extra weight of outside pixels whose prediction changed ("segmentation").
-        seed: Seed for the random start.
+        seed: Seed for the random start (an int or None).
+
+    Raises:
+        TypeError: If ``channels`` is not a selection (see
+            :func:`~regionattack.ablation.check_channels`) or a setting has the wrong type.
+        ValueError: When built, for an unknown objective or region name, an empty channel
+            selection, a ranking made on another layer or model (see
+            :func:`~regionattack.ranking.check_ranking_matches`), or a setting out of range.
 
     Example:
         >>> import segmentation_models_pytorch as smp
@@ -134,6 +144,10 @@ class RegionAttack(SegmentationAttack):
             check_k(k, channels.num_channels)
         elif k is not None and channels is not None:
             raise ValueError("k is only used with a ChannelRanking or ranking on the batch")
+        if isinstance(channels, ChannelRanking):
+            check_ranking_matches(channels, model, self.layer)
+        elif channels is not None:
+            check_channels(channels)
         self.channels = channels
         self.k = k
         self.perturb_region = perturb_region

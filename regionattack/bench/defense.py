@@ -19,7 +19,6 @@ finished unit, and a rerun with the same models and settings skips what is alrea
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -29,23 +28,35 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+from torch.utils.data import Dataset, Subset, TensorDataset
 
-from regionattack._checks import model_device
+from regionattack._checks import (
+    check_nonnegative_float,
+    check_nonnegative_int,
+    check_positive_int,
+    check_radius,
+    check_seed,
+    model_device,
+    state_digest,
+)
+from regionattack._files import write_atomic
 from regionattack._state import frozen
 from regionattack.bench.distributed import Workers
 from regionattack.bench.experiments import (
     ATTACKS,
-    Selection,
     Setting,
     ablation_sweep,
     build_attack,
+    channel_selections,
     evaluate_clean,
+    in_255ths,
+    radius_label,
     rank,
     region_mask,
     run_attack,
     summarize_attack,
 )
+from regionattack.bench.identity import data_identity
 from regionattack.bench.store import ResultStore
 from regionattack.latent import latent_of, model_logits
 
@@ -81,7 +92,8 @@ class DefenseReport:
         for name in self.settings["attacks"]:
             for radius in eps:
                 header.append(
-                    f"{name} {radius}/255 mIoU" + ("" if name == "PGD" else " in / out (spec)")
+                    f"{name} {radius_label(radius)}/255 mIoU"
+                    + ("" if name == "PGD" else " in / out (spec)")
                 )
         rows = [header, ["---"] * len(header)]
         for model, result in self.models.items():
@@ -98,7 +110,7 @@ class DefenseReport:
             ]
             for name in self.settings["attacks"]:
                 for radius in eps:
-                    attack = result["attacks"][f"{name}/{radius}"]
+                    attack = result["attacks"][f"{name}/{radius_label(radius)}"]
                     if name == "PGD":
                         row.append(_f(attack["miou"]))
                     else:
@@ -147,10 +159,14 @@ class DefenseReport:
             )
         ablation.axhline(0, color="gray", lw=0.5)
         ablation.set(title=f"{self.settings['k']} channels zeroed", ylabel="mIoU drop")
-        radii = [0, *self.settings["eps"]]  # eps 0: the clean prediction of the attacked images
+        # eps 0: the clean prediction of the attacked images
+        radii = [0.0, *(in_255ths(e) for e in self.settings["eps"])]
         for model in names:
             for name in self.settings["attacks"]:
-                rows = [self.models[model]["attacks"][f"{name}/{e}"] for e in self.settings["eps"]]
+                rows = [
+                    self.models[model]["attacks"][f"{name}/{radius_label(e)}"]
+                    for e in self.settings["eps"]
+                ]
                 if name == "PGD":
                     values = [rows[0]["clean_miou"]] + [r["miou"] for r in rows]
                     pgd.plot(radii, values, "o-", label=model)
@@ -211,7 +227,7 @@ class DefenseReport:
             ),
             "",
         ]
-        (out / "report.md").write_text("\n".join(lines))
+        write_atomic(out / "report.md", "\n".join(lines))
         self.plot(out / "defenses.png")
 
 
@@ -236,15 +252,6 @@ def _as_dataset(data: object) -> Dataset:
     )
 
 
-def _digest(model: nn.Module) -> str:
-    """SHA-256 of the model's parameters and buffers (tells a rerun whether it is the same model)."""
-    digest = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
-    return digest.hexdigest()[:16]
-
-
 def _check_models(models: object) -> dict[str, nn.Module]:
     if not isinstance(models, Mapping) or not models:
         raise TypeError("models must be a non-empty mapping {name: model}")
@@ -261,7 +268,7 @@ def evaluate_defense(
     data: Dataset | tuple[torch.Tensor, torch.Tensor],
     *,
     attacks: Sequence[str] = DEFENSE_ATTACKS,
-    eps: Sequence[int] = (2, 4, 8),
+    eps: Sequence[float] = (2 / 255, 4 / 255, 8 / 255),
     region: str = "left",
     steps: int = 10,
     k_fraction: float = 0.05,
@@ -288,7 +295,7 @@ def evaluate_defense(
         data: A Dataset of ``(image, label)`` pairs or a tuple ``(images, labels)``; labels use
             255 for ignored pixels.
         attacks: Names from :data:`regionattack.bench.experiments.ATTACKS`.
-        eps: Attack radii in 1/255 units (step size eps / 4).
+        eps: Attack radii (L-inf, images in [0, 1]: ``8 / 255``, not 8); step size eps / 4.
         region: Attacked and measured region: ``left``, ``right``, ``top``, ``bottom``,
             ``center`` or ``cell`` (the top-left quadrant).
         steps: Attack iterations.
@@ -302,7 +309,8 @@ def evaluate_defense(
         batch_size: Images per forward pass.
         seed: Seeds the random channel draws, the probe and the attacks' random starts.
         out: Folder for ``results.json`` (written after every unit; a rerun with the same models
-            and settings resumes), ``report.md`` and ``defenses.png``. None keeps it in memory.
+            images and settings resumes; anything else is refused, naming what differs),
+            ``report.md`` and ``defenses.png``. None keeps it in memory.
         progress: Show progress bars.
 
     Returns:
@@ -310,15 +318,16 @@ def evaluate_defense(
 
     Raises:
         TypeError: If ``models`` or ``data`` has the wrong type.
-        ValueError: For an unknown attack or region, models whose outputs disagree in class
-            count, too few probe images, or a result file of another configuration in ``out``.
+        ValueError: For an unknown attack or region, a radius outside [0, 1], a setting out of
+            range, models whose outputs disagree in class count, too few probe images, or a
+            result file of another configuration (models, images or settings) in ``out``.
 
     Example:
         >>> from regionattack.models import TinySegmenter
         >>> _ = torch.manual_seed(0)
         >>> images, labels = torch.rand(6, 3, 16, 16), torch.randint(0, 3, (6, 16, 16))
         >>> nets = {"a": TinySegmenter(num_classes=3).eval(), "b": TinySegmenter(num_classes=3)}
-        >>> report = evaluate_defense(nets, (images, labels), eps=(8,), steps=1, probe_images=6,
+        >>> report = evaluate_defense(nets, (images, labels), eps=(8 / 255,), steps=1, probe_images=6,
         ...                           probe_epochs=2, random_draws=1, progress=False)
         >>> sorted(report.models["a"])
         ['ablation', 'attacks', 'clean', 'probe', 'probe_permuted', 'shift']
@@ -330,6 +339,21 @@ def evaluate_defense(
     unknown = [name for name in attacks if name not in ATTACKS]
     if unknown:
         raise ValueError(f"unknown attack(s) {unknown}; choose from {list(ATTACKS)}")
+    eps = [check_radius(radius, "eps") for radius in eps]
+    if not eps:
+        raise ValueError("give at least one eps")
+    for value, name in ((steps, "steps"), (batch_size, "batch_size"), (probe_grid, "probe_grid")):
+        check_positive_int(value, name)
+    check_positive_int(probe_epochs, "probe_epochs")
+    for value, name in ((max_images, "max_images"), (attack_images, "attack_images")):
+        if value is not None:
+            check_positive_int(value, name)
+    check_nonnegative_int(random_draws, "random_draws")
+    if check_seed(seed) is None:
+        raise TypeError("seed must be an int; got None")
+    k_fraction = check_nonnegative_float(k_fraction, "k_fraction")
+    if not 0 < k_fraction <= 1:
+        raise ValueError(f"k_fraction must be in (0, 1]; got {k_fraction}")
     count = len(dataset) if max_images is None else min(max_images, len(dataset))
     if count == 0:
         raise ValueError("no images to evaluate")
@@ -361,7 +385,11 @@ def evaluate_defense(
     }
     store = None
     if out is not None:
-        fingerprint = {**settings, "models": {n: _digest(m) for n, m in models.items()}}
+        fingerprint = {
+            **settings,
+            "data": data_identity(dataset, count),
+            "models": {n: state_digest(m) for n, m in models.items()},
+        }
         store = ResultStore(Path(out) / "results.json", fingerprint)
         store.meta["settings"] = settings
     units: dict[str, Any] = store.units if store is not None else {}
@@ -378,15 +406,18 @@ def evaluate_defense(
                 units[key] = value
         return units[key]
 
-    def batches(limit: int | None = None) -> DataLoader:
-        stop = count if limit is None else min(limit, count)
-        return DataLoader(Subset(dataset, range(stop)), batch_size=batch_size)
-
+    evaluated = Subset(dataset, range(count))
     results: dict[str, dict[str, Any]] = {}
     for name, model in models.items():
         with frozen(model):
             setting = Setting(
-                model, batches, num_classes, {"region": mask}, Workers(device=device), progress
+                model,
+                evaluated,
+                batch_size,
+                num_classes,
+                {"region": mask},
+                Workers(device=device),
+                progress,
             )
             results[name] = _evaluate_model(name, setting, measure, settings, mask)
     report = DefenseReport(settings, results, dict(seconds))
@@ -448,7 +479,7 @@ def _evaluate_model(name, setting: Setting, measure, settings: dict, mask) -> di
     result["attacks"] = {}
     for attack_name in settings["attacks"]:
         for radius in settings["eps"]:
-            key = f"{attack_name}/{radius}"
+            key = f"{attack_name}/{radius_label(radius)}"
             result["attacks"][key] = measure(
                 f"{name}/attack/{key}",
                 lambda attack_name=attack_name, radius=radius: _attack(
@@ -490,14 +521,15 @@ def _shift_sensitivity(setting: Setting, images: torch.Tensor, settings: dict) -
 def _top_k_vs_random(setting: Setting, settings: dict) -> dict[str, Any]:
     """MIoU with the top-k flip / gradient channels zeroed and with k random channels."""
     k, channels = settings["k"], settings["channels"]
-    selections = [
-        Selection(method, "overall", k, None, rank(setting, method, None).top(k))
-        for method in ("flip", "gradient")
-    ]
-    generator = torch.Generator().manual_seed(settings["seed"])
-    for draw in range(settings["random_draws"]):
-        chosen = torch.randperm(channels, generator=generator)[:k]
-        selections.append(Selection("random", "overall", k, settings["seed"] + draw, chosen))
+    rankings = [("overall", rank(setting, method, None)) for method in ("flip", "gradient")]
+    selections = channel_selections(
+        rankings,
+        [k],
+        channels,
+        random_draws=settings["random_draws"],
+        seed=settings["seed"],
+        include_clean=False,
+    )
     confusions, _ = ablation_sweep(setting, selections, timing_configs=0)
     mious = [confusion.mious()["all"] for confusion in confusions]
     random = torch.tensor(mious[2:], dtype=torch.float64)
@@ -513,12 +545,11 @@ def _top_k_vs_random(setting: Setting, settings: dict) -> dict[str, Any]:
     }
 
 
-def _attack(setting: Setting, name: str, radius: int, ranking, settings: dict, mask) -> dict:
-    torch.manual_seed(settings["seed"])
+def _attack(setting: Setting, name: str, radius: float, ranking, settings: dict, mask) -> dict:
     attack = build_attack(
         name,
         setting.model,
-        radius / 255,
+        radius,
         mask,
         steps=settings["steps"],
         seed=settings["seed"],
@@ -528,10 +559,15 @@ def _attack(setting: Setting, name: str, radius: int, ranking, settings: dict, m
         setting,
         attack,
         mask,
-        description=f"{name} eps {radius}/255",
+        description=f"{name} eps {radius_label(radius)}/255",
         max_images=settings["attack_images"],
         keep_examples=0,
         whole_image_labels=name == "PGD",
         seed=settings["seed"],
     )
-    return {"attack": name, "eps_255": radius, **summarize_attack(outcome)}
+    return {
+        "attack": name,
+        "eps": radius,
+        "eps_255": in_255ths(radius),
+        **summarize_attack(outcome),
+    }

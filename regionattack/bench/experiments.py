@@ -6,23 +6,25 @@ Every function returns numbers already summed over all processes (see
 
 from __future__ import annotations
 
+import contextlib
+import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from regionattack import regions
-from regionattack._checks import IGNORE_INDEX
-from regionattack._state import frozen
+from regionattack._checks import IGNORE_INDEX, check_radius
+from regionattack._state import forked_rng, frozen
 from regionattack.ablation import ablate_channels, ablated_predictions
 from regionattack.bench.distributed import Workers
 from regionattack.latent import find_layer, predicted_classes
 from regionattack.metrics import (
-    ConfusionMatrix,
-    RegionMIoU,
+    MaskedConfusions,
     region_specificity,
     spearman_correlation,
 )
@@ -30,15 +32,56 @@ from regionattack.ranking import (
     ChannelRanking,
     channel_statistics,
     mean_weights,
+    network_digest,
     pixel_loss,
     ranking_from_statistics,
 )
 
-Batches = Callable[[int | None], Iterable[tuple[torch.Tensor, torch.Tensor]]]
-
-
 REGION_NAMES = (*regions.NAMES, "cell")
+#: Fractions of the latent channels zeroed in the ablation sweep (1, 2.5, 5, 10 and 20%).
+K_FRACTIONS = (0.01, 0.025, 0.05, 0.10, 0.20)
 ATTACKS = ("RegionAttack", "PositionChannelAttack", "RegionPGD", "SegPGD", "CosPGD", "PGD")
+
+
+def in_255ths(eps: float) -> float:
+    """A radius in 1/255 units, rounded to 4 decimals (for labels, keys and plots).
+
+    Example:
+        >>> in_255ths(8 / 255), in_255ths(0.03)
+        (8.0, 7.65)
+    """
+    return round(eps * 255, 4)
+
+
+def radius_label(eps: float) -> str:
+    """The short label of a radius in result keys and file names: its value in 1/255 units.
+
+    Example:
+        >>> radius_label(8 / 255), radius_label(0.03)
+        ('8', '7.65')
+    """
+    return f"{in_255ths(eps):g}"
+
+
+@contextlib.contextmanager
+def seeded_global_rng(seed: int, device: torch.device) -> Iterator[None]:
+    """Seed torch's global generator for attacks that draw from it (torchattacks), then restore it.
+
+    The caller's random state is the same after the block as before it.
+
+    Example:
+        >>> before = torch.get_rng_state()
+        >>> with seeded_global_rng(0, torch.device("cpu")):
+        ...     first = torch.rand(1)
+        >>> with seeded_global_rng(0, torch.device("cpu")):
+        ...     bool(torch.rand(1) == first)
+        True
+        >>> torch.equal(torch.get_rng_state(), before)
+        True
+    """
+    with forked_rng(device):
+        torch.manual_seed(seed)
+        yield
 
 
 def region_mask(name: str, size: tuple[int, int]) -> torch.Tensor:
@@ -55,22 +98,45 @@ def region_mask(name: str, size: tuple[int, int]) -> torch.Tensor:
     return regions.named(name, size)
 
 
+def ordered_batches(dataset: Dataset, indices: Sequence[int], batch_size: int) -> DataLoader:
+    """Batches of ``dataset[indices]`` in order.
+
+    The loader gets its own generator: a DataLoader otherwise draws a seed from torch's global
+    generator each time it is iterated, which would change the caller's random state.
+
+    Example:
+        >>> from torch.utils.data import TensorDataset
+        >>> before = torch.get_rng_state()
+        >>> [b[0].tolist() for b in ordered_batches(TensorDataset(torch.arange(5)), [0, 2, 4], 2)]
+        [[0, 2], [4]]
+        >>> torch.equal(torch.get_rng_state(), before)
+        True
+    """
+    return DataLoader(Subset(dataset, indices), batch_size=batch_size, generator=torch.Generator())
+
+
 @dataclass
 class Setting:
-    """What every experiment needs: the model, this process's batches and the measured regions.
+    """What every experiment needs: the model, the evaluated images and the measured regions.
 
-    ``batches(limit)`` yields ``(images, labels)`` of this process's shard of the first ``limit``
-    images (all when None; a fresh pass each call);
-    ``masks`` maps names to (H, W) bool masks measured alongside all pixels (for each name ``m``,
-    ``not-m`` is obtained as all minus ``m``, since confusion counts add over disjoint pixels).
+    ``dataset`` yields ``(image, label)`` pairs; :meth:`batches` cuts this process's shard of
+    them into batches of ``batch_size``. ``masks`` maps names to (H, W) bool masks measured
+    alongside all pixels (for each name ``m``, ``not-m`` is obtained as all minus ``m``, since
+    confusion counts add over disjoint pixels).
     """
 
     model: nn.Module
-    batches: Batches
+    dataset: Dataset
+    batch_size: int
     num_classes: int
     masks: dict[str, torch.Tensor]
     workers: Workers = field(default_factory=Workers)
     progress: bool = True
+
+    def batches(self, limit: int | None = None) -> DataLoader:
+        """This process's shard of the first ``limit`` images (all when None), in order."""
+        count = len(self.dataset) if limit is None else min(limit, len(self.dataset))
+        return ordered_batches(self.dataset, self.workers.shard(count), self.batch_size)
 
     def iterate(
         self, description: str, limit: int | None = None
@@ -83,51 +149,6 @@ class Setting:
             disable=not (self.progress and self.workers.is_main),
         ):
             yield images.to(self.workers.device), labels.to(self.workers.device)
-
-
-class MaskedConfusions:
-    """Confusion matrices of one prediction stream on all pixels and inside named masks.
-
-    Example:
-        >>> masks = {"left": regions.named("left", (2, 2))}
-        >>> counts = MaskedConfusions(2, masks)
-        >>> target = torch.tensor([[[0, 1], [0, 1]]])
-        >>> counts.update(target, target)
-        >>> {name: round(value, 2) for name, value in counts.mious().items()}
-        {'all': 1.0, 'left': 1.0, 'not-left': 1.0}
-    """
-
-    def __init__(self, num_classes: int, masks: dict[str, torch.Tensor]):
-        self.num_classes = num_classes
-        self.names = ["all", *masks]
-        self.masks = [None, *masks.values()]
-        self.counts = torch.zeros(len(self.names), num_classes, num_classes, dtype=torch.long)
-
-    def update(self, preds: torch.Tensor, targets: torch.Tensor) -> None:
-        """Count a batch of (N, H, W) predictions against targets (255 ignored)."""
-        for index, mask in enumerate(self.masks):
-            batch = ConfusionMatrix(self.num_classes)
-            batch.update(preds, targets, mask)
-            self.counts[index] += batch.matrix
-
-    def matrix(self, name: str) -> ConfusionMatrix:
-        """The confusion matrix of ``name``, ``"all"`` or ``"not-<mask>"``."""
-        matrix = ConfusionMatrix(self.num_classes)
-        if name.startswith("not-"):
-            matrix.matrix = self.counts[0] - self.counts[self.names.index(name[4:])]
-        else:
-            matrix.matrix = self.counts[self.names.index(name)].clone()
-        return matrix
-
-    def mious(self) -> dict[str, float]:
-        """MIoU of all pixels, of each mask and of each mask's complement."""
-        names = self.names + [f"not-{name}" for name in self.names[1:]]
-        return {name: self.matrix(name).miou() for name in names}
-
-    def reduce(self, workers: Workers) -> MaskedConfusions:
-        """Sum the counts over all processes (in place); return self."""
-        self.counts = workers.sum(self.counts)
-        return self
 
 
 def _sum_all(confusions: Sequence[MaskedConfusions], workers: Workers) -> None:
@@ -145,7 +166,8 @@ def evaluate_clean(setting: Setting) -> MaskedConfusions:
     with frozen(setting.model), torch.no_grad():
         for images, labels in setting.iterate("clean"):
             confusions.update(predicted_classes(setting.model(images)), labels)
-    return confusions.reduce(setting.workers)
+    _sum_all([confusions], setting.workers)
+    return confusions
 
 
 def rank(
@@ -169,7 +191,14 @@ def rank(
     total = setting.workers.sum(total)
     seen = int(setting.workers.sum(torch.tensor(seen)))
     layer = find_layer(setting.model)[0]
-    return ranking_from_statistics(total, seen, method=method, region=region, layer=layer)
+    return ranking_from_statistics(
+        total,
+        seen,
+        method=method,
+        region=region,
+        layer=layer,
+        model_digest=network_digest(setting.model),
+    )
 
 
 @dataclass(frozen=True)
@@ -181,6 +210,55 @@ class Selection:
     k: int
     seed: int | None
     channels: torch.Tensor
+
+
+def ablation_ks(num_channels: int, fractions: Sequence[float] = K_FRACTIONS) -> list[int]:
+    """The channel counts k of the ablation sweep: each fraction of the channels, rounded up.
+
+    Example:
+        >>> ablation_ks(512)
+        [6, 13, 26, 52, 103]
+    """
+    return sorted({max(1, math.ceil(f * num_channels)) for f in fractions})
+
+
+def channel_selections(
+    rankings: Sequence[tuple[str, ChannelRanking]],
+    ks: Sequence[int],
+    num_channels: int,
+    *,
+    random_draws: int,
+    seed: int,
+    include_clean: bool = True,
+) -> list[Selection]:
+    """The ablation configurations: for each k, each ranking's top k, then k random channels.
+
+    ``rankings`` pairs a region label (``"overall"``, ``"left"``...) with a ranking. Random draws
+    come from a generator seeded with ``seed`` (draw ``d`` is labelled ``seed + d``); with
+    ``include_clean`` the first selection zeroes nothing (k = 0, the clean prediction).
+
+    Example:
+        >>> ranking = ChannelRanking.from_scores(torch.tensor([0.1, 0.9, 0.5]), "flip", "overall",
+        ...                                      "encoder", 4)
+        >>> chosen = channel_selections([("overall", ranking)], [1], 3, random_draws=2, seed=0)
+        >>> [(s.ranking, s.k, s.channels.tolist()) for s in chosen[:2]]
+        [('none', 0, [False, False, False]), ('flip', 1, [1])]
+        >>> len(chosen)
+        4
+    """
+    selections = []
+    if include_clean:
+        selections.append(
+            Selection("none", "overall", 0, None, torch.zeros(num_channels, dtype=torch.bool))
+        )
+    generator = torch.Generator().manual_seed(seed)
+    for k in ks:
+        for region, ranking in rankings:
+            selections.append(Selection(ranking.method, region, k, None, ranking.top(k)))
+        for draw in range(random_draws):
+            channels = torch.randperm(num_channels, generator=generator)[:k]
+            selections.append(Selection("random", "overall", k, seed + draw, channels))
+    return selections
 
 
 def ablation_sweep(
@@ -201,7 +279,8 @@ def ablation_sweep(
     start = time.perf_counter()
     for batch, (images, labels) in enumerate(setting.iterate("ablation sweep")):
         if batch == 0 and timing_configs:  # after one untimed forward pass (warm-up)
-            naive = _naive_seconds(setting.model, images, channel_sets[:timing_configs])
+            timed = [s.channels for s in selections if s.k > 0][:timing_configs]
+            naive = _naive_seconds(setting.model, images, timed)
         mark = time.perf_counter()
         predictions = ablated_predictions(setting.model, images, channel_sets)
         cached = time.perf_counter() - mark
@@ -257,9 +336,9 @@ def run_attack(
 
     ``region`` is the (H, W) mask the attack targets (measured as ``"region"``). With
     ``whole_image_labels`` the 255 pixels of the labels are replaced by the clean prediction
-    (``torchattacks.PGD``'s cross-entropy does not ignore 255). The global RNG is seeded with
-    ``seed`` before each batch, so attacks that draw their random start from it (torchattacks)
-    repeat across runs.
+    (``torchattacks.PGD``'s cross-entropy does not ignore 255). Each batch's attack runs with torch's
+    global generator seeded with ``seed`` (and restored afterwards), so attacks that draw their
+    random start from it (torchattacks) repeat across runs.
     """
     masks = {"region": region}
     clean_counts = MaskedConfusions(setting.num_classes, masks)
@@ -273,10 +352,10 @@ def run_attack(
         with torch.no_grad():
             clean = predicted_classes(setting.model(images))
         given = torch.where(labels == IGNORE_INDEX, clean, labels) if whole_image_labels else labels
-        torch.manual_seed(seed)
-        start = time.perf_counter()
-        adversarial = attack(images, given)
-        seconds += time.perf_counter() - start
+        with seeded_global_rng(seed, images.device):
+            start = time.perf_counter()
+            adversarial = attack(images, given)
+            seconds += time.perf_counter() - start
         with torch.no_grad():
             preds = predicted_classes(setting.model(adversarial))
         clean_counts.update(clean, labels)
@@ -309,20 +388,48 @@ def run_attack(
     )
 
 
+def attack_name_parts(name: str) -> tuple[str, str | None]:
+    """Split an attack name of the suite into its class and option: ``"RegionAttack[channels]"``.
+
+    The option in brackets is RegionAttack's objective (``segmentation``, ``channels``, ``both``);
+    the other attacks take none.
+
+    Raises:
+        ValueError: For an unknown attack or objective.
+
+    Example:
+        >>> attack_name_parts("RegionAttack[channels]"), attack_name_parts("PGD")
+        (('RegionAttack', 'channels'), ('PGD', None))
+    """
+    from regionattack.attacks.region_attack import OBJECTIVES
+
+    base, bracket, rest = str(name).partition("[")
+    option = rest[:-1] if bracket and rest.endswith("]") else None
+    valid = base in ATTACKS and (not bracket or (base == "RegionAttack" and option in OBJECTIVES))
+    if not valid:
+        raise ValueError(
+            f"unknown attack {name!r}; choose from {list(ATTACKS)} (RegionAttack also as "
+            f"RegionAttack[objective], objective one of {list(OBJECTIVES)})"
+        )
+    return base, option
+
+
 def build_attack(
     name: str,
     model: nn.Module,
     eps: float,
-    region: torch.Tensor,
+    region: torch.Tensor | None,
     *,
     steps: int,
     seed: int,
     ranking: ChannelRanking | None = None,
+    options: dict | None = None,
 ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """One attack of the suite at radius ``eps`` (step ``eps / 4``) against ``region``.
 
-    ``PGD`` is ``torchattacks.PGD`` on the whole image; ``PositionChannelAttack`` needs the
-    ``ranking`` of the region's channels.
+    ``PGD`` is ``torchattacks.PGD`` on the whole image; ``RegionAttack[objective]`` sets
+    RegionAttack's objective; ``PositionChannelAttack`` needs the ``ranking`` of the region's
+    channels. ``options`` go to the attack's constructor (e.g. ``{"outside_weight": 2.0}``).
 
     Example:
         >>> from regionattack.models import TinySegmenter
@@ -334,30 +441,30 @@ def build_attack(
 
     from regionattack.attacks import CosPGD, PositionChannelAttack, RegionAttack, RegionPGD, SegPGD
 
-    common = {"eps": eps, "alpha": eps / 4, "steps": steps, "seed": seed}
-    if name == "RegionAttack":
-        return RegionAttack(model, region, **common)
-    if name == "RegionPGD":
+    base, objective = attack_name_parts(name)
+    check_radius(eps, "eps")
+    common = {"eps": eps, "alpha": eps / 4, "steps": steps, "seed": seed, **(options or {})}
+    if base == "RegionAttack":
+        return RegionAttack(model, region, objective=objective or "segmentation", **common)
+    if base == "RegionPGD":
         return RegionPGD(model, region, **common)
-    if name == "SegPGD":
+    if base == "SegPGD":
         return SegPGD(model, region=region, **common)
-    if name == "CosPGD":
+    if base == "CosPGD":
         return CosPGD(model, region=region, **common)
-    if name == "PositionChannelAttack":
+    if base == "PositionChannelAttack":
         if ranking is None:
             raise ValueError("PositionChannelAttack needs the ranking of the region's channels")
         return PositionChannelAttack(model, ranking, **common)
-    if name == "PGD":
-        return torchattacks.PGD(model, eps=eps, alpha=eps / 4, steps=steps, random_start=True)
-    raise ValueError(f"unknown attack {name!r}; choose from {list(ATTACKS)}")
+    if options:
+        raise ValueError(f"options are not used by torchattacks.PGD; got {options}")
+    return torchattacks.PGD(model, eps=eps, alpha=eps / 4, steps=steps, random_start=True)
 
 
 def summarize_attack(outcome: AttackOutcome) -> dict[str, float]:
     """The measured numbers of an attack: mIoU inside/outside ``"region"``, drops, specificity."""
-    clean = outcome.clean.mious()
-    attacked = outcome.attacked.mious()
-    clean_r = RegionMIoU(clean["all"], clean["region"], clean["not-region"])
-    attacked_r = RegionMIoU(attacked["all"], attacked["region"], attacked["not-region"])
+    clean_r = outcome.clean.region("region")
+    attacked_r = outcome.attacked.region("region")
     changed = (outcome.changed.double() / outcome.counted.clamp_min(1).double()).tolist()
     return {
         "images": outcome.images,

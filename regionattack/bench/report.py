@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import torch
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-
-from regionattack._figures import plot_ablation, plot_attacks  # noqa: E402
-from regionattack.bench.experiments import region_mask  # noqa: E402
-from regionattack.demo import format_table, summarize_ablation  # noqa: E402
+from regionattack._figures import plot_ablation, plot_attacks
+from regionattack._files import write_atomic
+from regionattack.bench.experiments import region_mask
 
 REGION_RANKINGS = (
     ("flip", "left"),
@@ -23,6 +20,50 @@ REGION_RANKINGS = (
 )
 
 
+def summarize_ablation(rows: list[dict]) -> list[dict]:
+    """Mean and std over random draws of each (ranking, region, k) of the ablation rows.
+
+    Example:
+        >>> rows = [{"ranking": "random", "region": "overall", "k": 1, "miou": m,
+        ...          "miou_left": m, "miou_right": m} for m in (0.4, 0.6)]
+        >>> entry = summarize_ablation(rows)[0]
+        >>> entry["draws"], round(entry["miou"], 3), round(entry["miou_std"], 3)
+        (2, 0.5, 0.1)
+    """
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["ranking"], row["region"], row["k"]), []).append(row)
+    summary = []
+    for (ranking, region, k), members in groups.items():
+        entry = {"ranking": ranking, "region": region, "k": k, "draws": len(members)}
+        for key in ("miou", "miou_left", "miou_right"):
+            values = torch.tensor([m[key] for m in members], dtype=torch.float64)
+            entry[key] = float(values.mean())
+            entry[key + "_std"] = float(values.std(unbiased=False))
+        summary.append(entry)
+    return summary
+
+
+def format_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
+    """A Markdown table; ``columns`` are (key, header, format); None is shown as ``-``.
+
+    Example:
+        >>> print(format_table([{"k": 1, "miou": 0.5}], [("k", "k", ""), ("miou", "mIoU", ".2f")]))
+        | k | mIoU |
+        |---|---|
+        | 1 | 0.50 |
+    """
+    lines = ["| " + " | ".join(h for _, h, _ in columns) + " |"]
+    lines.append("|" + "|".join("---" for _ in columns) + "|")
+    for row in rows:
+        cells = [
+            "-" if row[key] is None else format(row[key], fmt) if fmt else str(row[key])
+            for key, _, fmt in columns
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _f(value: object, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
@@ -30,7 +71,8 @@ def _f(value: object, digits: int = 3) -> str:
 def plot_regions(summary: list[dict], path: Path) -> None:
     """Drop of mIoU inside vs outside the region when region-ranked channels are zeroed."""
     clean = next(r for r in summary if r["k"] == 0)
-    fig, axes = plt.subplots(1, len(REGION_RANKINGS), figsize=(3.2 * len(REGION_RANKINGS), 3.2))
+    fig = Figure(figsize=(3.2 * len(REGION_RANKINGS), 3.2))
+    axes = fig.subplots(1, len(REGION_RANKINGS))
     for ax, (ranking, region) in zip(axes, REGION_RANKINGS, strict=True):
         rows = sorted(
             (r for r in summary if (r["ranking"], r["region"]) == (ranking, region)),
@@ -48,7 +90,6 @@ def plot_regions(summary: list[dict], path: Path) -> None:
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def _inside_outside(clean: dict, region: str) -> tuple[float, float]:
@@ -61,7 +102,8 @@ def _inside_outside(clean: dict, region: str) -> tuple[float, float]:
 
 def plot_attack_curves(attacks: list[dict], path: Path) -> None:
     """MIoU inside and outside the region vs eps, one line per attack."""
-    fig, (inside, outside) = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    fig = Figure(figsize=(10, 3.8))
+    (inside, outside) = fig.subplots(1, 2, sharey=True)
     for name in dict.fromkeys(row["attack"] for row in attacks):
         rows = sorted((r for r in attacks if r["attack"] == name), key=lambda r: r["eps_255"])
         eps = [r["eps_255"] for r in rows]
@@ -75,7 +117,6 @@ def plot_attack_curves(attacks: list[dict], path: Path) -> None:
     inside.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def plot_fidelity(fidelity: dict, path: Path) -> None:
@@ -85,7 +126,8 @@ def plot_fidelity(fidelity: dict, path: Path) -> None:
         ("gradient_score", "exact_position", "gradient position score", "measured position"),
         ("flip_score", "exact_position", "flip score", "measured position"),
     ]
-    fig, axes = plt.subplots(1, len(panels), figsize=(11, 3.4))
+    fig = Figure(figsize=(11, 3.4))
+    axes = fig.subplots(1, len(panels))
     for ax, (x, y, xlabel, ylabel) in zip(axes, panels, strict=True):
         if x not in fidelity:
             ax.set_visible(False)
@@ -94,7 +136,6 @@ def plot_fidelity(fidelity: dict, path: Path) -> None:
         ax.set(xlabel=xlabel, ylabel=ylabel)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def _examples(out: Path, attacks: list[dict]) -> tuple | None:
@@ -104,12 +145,12 @@ def _examples(out: Path, attacks: list[dict]) -> tuple | None:
     eps = max(row["eps_255"] for row in attacks)
     predictions, images, labels = {}, None, None
     for row in attacks:
-        path = out / "examples" / f"{row['attack']}-{eps}.pt"
+        path = out / "examples" / f"{row['attack']}-{eps:g}.pt"
         if row["eps_255"] != eps or not path.exists():
             continue
         images, labels, clean, preds = torch.load(path, weights_only=True)
         predictions["clean"] = clean
-        predictions[f"{row['attack']} {eps}/255"] = preds
+        predictions[f"{row['attack']} {eps:g}/255"] = preds
     return (images, labels, predictions) if predictions else None
 
 
@@ -207,7 +248,7 @@ def write_report(results: dict, out: Path, *, num_classes: int, region: str = "l
                 attacks,
                 [
                     ("attack", "attack", ""),
-                    ("eps_255", "eps (/255)", ""),
+                    ("eps_255", "eps (/255)", "g"),
                     ("miou_inside", "mIoU inside", ".3f"),
                     ("miou_outside", "mIoU outside", ".3f"),
                     ("drop_inside", "drop inside", ".3f"),
@@ -244,7 +285,7 @@ def write_report(results: dict, out: Path, *, num_classes: int, region: str = "l
             "![fidelity](fidelity.png)",
             "",
         ]
-    (out / "report.md").write_text("\n".join(lines))
+    write_atomic(out / "report.md", "\n".join(lines))
 
 
 def _sweep_line(timings: dict, configurations: int) -> str:

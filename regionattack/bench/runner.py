@@ -12,34 +12,49 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
-import platform
-import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import Dataset, Subset
 
+from regionattack._checks import (
+    check_choice,
+    check_nonnegative_int,
+    check_positive_int,
+    check_radius,
+    check_seed,
+    model_device,
+    state_digest,
+)
+from regionattack._files import torch_save_atomic
+from regionattack._state import frozen
 from regionattack.bench.distributed import Workers, start_workers, stop_workers
+from regionattack.bench.environment import environment
 from regionattack.bench.experiments import (
     ATTACKS,
-    MaskedConfusions,
+    REGION_NAMES,
     Selection,
     Setting,
+    ablation_ks,
     ablation_sweep,
+    attack_name_parts,
     build_attack,
+    channel_selections,
     evaluate_clean,
+    in_255ths,
+    radius_label,
     rank,
     ranking_fidelity,
     region_mask,
     run_attack,
     summarize_attack,
 )
+from regionattack.bench.identity import data_identity
 from regionattack.bench.store import ResultStore
-from regionattack.demo import IMAGENET_MEAN, IMAGENET_STD, K_FRACTIONS
+from regionattack.metrics import MaskedConfusions
+from regionattack.normalization import IMAGENET_MEAN, IMAGENET_STD
 from regionattack.ranking import ChannelRanking
 
 logger = logging.getLogger(__name__)
@@ -74,25 +89,60 @@ class BenchConfig:
     max_images: int | None = None
     attack_images: int | None = None
     batch_size: int = 8
-    eps: tuple[int, ...] = (2, 4, 8)
+    eps: tuple[float, ...] = (2 / 255, 4 / 255, 8 / 255)
     attack_steps: int = 10
     attacks: tuple[str, ...] = ATTACKS
     attack_region: str = "left"
     random_draws: int = 5
     fidelity_channels: int = 32
+    rankings: tuple[str, ...] = tuple(RANKINGS)
     seed: int = 0
     device: str | None = None
     progress: bool = True
     extra: dict = field(default_factory=dict)
 
-    def fingerprint(self) -> dict:
-        """Everything that determines the numbers (not where they go or how they are shown)."""
+    def validate(self) -> None:
+        """Check every experiment setting before any work starts (errors name the setting)."""
+        if not self.eps:
+            raise ValueError("give at least one eps")
+        for eps in self.eps:
+            check_radius(eps, "eps")
+        for name in ("attack_steps", "batch_size", "stride"):
+            check_positive_int(getattr(self, name), name)
+        for name in ("max_images", "attack_images", "num_classes"):
+            if getattr(self, name) is not None:
+                check_positive_int(getattr(self, name), name)
+        for name in ("random_draws", "fidelity_channels"):
+            check_nonnegative_int(getattr(self, name), name)
+        if check_seed(self.seed) is None:
+            raise TypeError("seed must be an int; got None")
+        for name in self.attacks:
+            attack_name_parts(name)
+        for name in self.rankings:
+            check_choice(name, "ranking", list(RANKINGS))
+        check_choice(self.attack_region, "attack_region", REGION_NAMES)
+
+    def validate_sources(self) -> None:
+        """Check the dataset name, its root and the checkpoint file (``regionattack bench``)."""
+        from regionattack.data.registry import DATASETS
+
+        check_choice(self.dataset, "dataset", DATASETS)
+        if self.checkpoint is not None and not Path(self.checkpoint).is_file():
+            raise FileNotFoundError(f"checkpoint {self.checkpoint} is not a file")
+        if not Path(self.root).is_dir():
+            raise FileNotFoundError(f"dataset root {self.root} is not a folder")
+
+    def fingerprint(self, *, data: dict, model: str, size: tuple[int, int]) -> dict:
+        """Everything that determines the numbers (not where they go or how they are shown).
+
+        ``data`` is the :func:`~regionattack.bench.identity.data_identity` of the evaluated images
+        and ``model`` the state digest of the model, so a resume never mixes two models or two
+        image sets; paths are not part of it (the same files under another spelling resume).
+        """
         record = asdict(self)
-        for key in ("out", "device", "progress"):
+        for key in ("out", "device", "progress", "root", "checkpoint"):
             record.pop(key)
-        if self.checkpoint:
-            stat = Path(self.checkpoint).stat()
-            record["checkpoint_file"] = {"bytes": stat.st_size, "mtime": int(stat.st_mtime)}
+        record.update(size=list(size), data=data, model_state=model)
         return record
 
 
@@ -121,43 +171,6 @@ def load_model(config: BenchConfig) -> tuple[torch.nn.Module, dict]:
     return with_normalization(network, mean, std), meta
 
 
-def _git_commit() -> str | None:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
-def _environment(workers: Workers) -> dict:
-    import segmentation_models_pytorch
-    import torchattacks
-    import torchvision
-
-    device = str(workers.device)
-    if workers.device.type == "cuda":
-        device += f" ({torch.cuda.get_device_name(workers.device)})"
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "torchattacks": torchattacks.__version__,
-        "segmentation_models_pytorch": segmentation_models_pytorch.__version__,
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
-        "device": device,
-        "world_size": workers.world_size,
-        "commit": _git_commit(),
-        "command": " ".join(sys.argv),
-    }
-
-
 def assemble(units: dict) -> dict:
     """Top-level fields of ``results.json`` (docs/benchmarks.md, schema) from the finished units."""
     record: dict = {}
@@ -170,26 +183,6 @@ def assemble(units: dict) -> dict:
     if "fidelity" in units:
         record["fidelity"] = units["fidelity"]
     return record
-
-
-def _selections(
-    rankings: dict[str, ChannelRanking], num_channels: int, draws: int, seed: int
-) -> list[Selection]:
-    ks = sorted({max(1, math.ceil(f * num_channels)) for f in K_FRACTIONS})
-    selections = [
-        Selection("none", "overall", 0, None, torch.zeros(num_channels, dtype=torch.bool))
-    ]
-    generator = torch.Generator().manual_seed(seed)
-    for k in ks:
-        for name, ranking in rankings.items():
-            if name not in RANKINGS:
-                continue  # ranked only for PositionChannelAttack
-            region = RANKINGS[name][1] or "overall"
-            selections.append(Selection(ranking.method, region, k, None, ranking.top(k)))
-        for draw in range(draws):
-            channels = torch.randperm(num_channels, generator=generator)[:k]
-            selections.append(Selection("random", "overall", k, seed + draw, channels))
-    return selections
 
 
 def _part_mious(mious: dict[str, float]) -> dict[str, float]:
@@ -223,11 +216,11 @@ def _ablation_row(selection: Selection, confusions: MaskedConfusions, num_channe
     }
 
 
-def _attack_row(name: str, eps: int, config: BenchConfig, outcome) -> dict:
+def _attack_row(name: str, eps: float, config: BenchConfig, outcome) -> dict:
     return {
         "attack": name,
-        "eps": eps / 255,
-        "eps_255": eps,
+        "eps": eps,
+        "eps_255": in_255ths(eps),
         "region": "image" if name == "PGD" else config.attack_region,
         "measured_region": config.attack_region,
         "steps": config.attack_steps,
@@ -243,31 +236,85 @@ def run_benchmark(config: BenchConfig) -> dict:
     """
     from regionattack.data import check_size_divisible, load_dataset
 
+    config.validate()
+    config.validate_sources()
     workers = start_workers(config.device)
     try:
-        return _run(config, workers, load_dataset, check_size_divisible)
+        start = time.perf_counter()
+        model, checkpoint_meta = load_model(config)
+        model = model.to(workers.device).eval()  # the bench's own model
+        size = config.size or checkpoint_meta.get("size")
+        if size is None:
+            raise ValueError("give --size HEIGHTxWIDTH (the checkpoint does not record one)")
+        size = check_size_divisible(tuple(size), config.stride)
+        dataset = load_dataset(
+            config.dataset, config.root, config.split, size=size, max_images=config.max_images
+        )
+        model_meta = {
+            "checkpoint_meta": checkpoint_meta,
+            "checkpoint_sha256": checkpoint_digest(config.checkpoint)
+            if config.checkpoint
+            else None,
+        }
+        return run_experiments(
+            config, model, dataset, workers=workers, model_meta=model_meta, start=start
+        )
     finally:
         stop_workers()
 
 
-def _run(config: BenchConfig, workers: Workers, load_dataset, check_size_divisible) -> dict:
+def run_experiments(
+    config: BenchConfig,
+    model: torch.nn.Module,
+    dataset: Dataset,
+    *,
+    workers: Workers | None = None,
+    model_meta: dict | None = None,
+    start: float | None = None,
+) -> dict:
+    """Run (or resume) every experiment of ``config`` on ``model`` over ``dataset``.
+
+    The part of :func:`run_benchmark` after loading, also used by the demo on its own model and
+    images. ``dataset`` yields ``(image, label)`` pairs of one size; its ``classes`` attribute
+    (when present) names the classes, else the model's output decides their number.
+    ``model_meta`` is recorded under ``meta["model"]``. Writes ``results.json``, ``report.md``
+    and figures to ``config.out``.
+
+    The model is evaluated in eval mode and left as it was (training flags, ``requires_grad``,
+    buffers); it must already be on ``workers.device`` (by default the model's device).
+
+    Returns:
+        The assembled results (also on processes other than rank 0).
+    """
+    config.validate()
+    workers = workers or Workers(device=model_device(model, torch.device("cpu")))
+    with frozen(model):
+        return _experiments(config, model, dataset, workers, model_meta, start)
+
+
+def _experiments(
+    config: BenchConfig,
+    model: torch.nn.Module,
+    dataset: Dataset,
+    workers: Workers,
+    model_meta: dict | None,
+    start: float | None,
+) -> dict:
+    start = time.perf_counter() if start is None else start
     out = Path(config.out)
-    timings: dict[str, float] = {}
-    start = time.perf_counter()
-    model, checkpoint_meta = load_model(config)
-    model = model.to(workers.device).eval()
-    size = config.size or (tuple(checkpoint_meta["size"]) if "size" in checkpoint_meta else None)
-    if size is None:
-        raise ValueError("give --size HEIGHTxWIDTH (the checkpoint does not record one)")
-    size = check_size_divisible(tuple(size), config.stride)
-    dataset = load_dataset(
-        config.dataset, config.root, config.split, size=size, max_images=config.max_images
-    )
-    num_classes = len(dataset.classes)
+    if config.max_images is not None and config.max_images < len(dataset):
+        dataset = Subset(dataset, range(config.max_images))
+    if len(dataset) == 0:
+        raise ValueError("no images to evaluate")
+    size = tuple(dataset[0][0].shape[-2:])
     with torch.no_grad():
         probe = model(torch.zeros(1, 3, *size, device=workers.device))
     from regionattack.latent import latent_of, model_logits
 
+    classes = getattr(dataset, "classes", None) or getattr(
+        getattr(dataset, "dataset", None), "classes", None
+    )
+    num_classes = len(classes) if classes else model_logits(probe).shape[1]
     if model_logits(probe).shape[1] != num_classes:
         raise ValueError(
             f"the model predicts {model_logits(probe).shape[1]} classes but {config.dataset} has "
@@ -275,32 +322,24 @@ def _run(config: BenchConfig, workers: Workers, load_dataset, check_size_divisib
         )
     num_channels = latent_of(model, torch.zeros(1, 3, *size, device=workers.device)).shape[1]
 
-    def batches(limit: int | None = None) -> DataLoader:
-        count = len(dataset) if limit is None else min(limit, len(dataset))
-        return DataLoader(Subset(dataset, workers.shard(count)), batch_size=config.batch_size)
-
-    attacked_region = region_mask(config.attack_region, size)  # checks the name before any work
-    unknown = [name for name in config.attacks if name not in ATTACKS]
-    if unknown:
-        raise ValueError(f"unknown attack(s) {unknown}; choose from {list(ATTACKS)}")
+    attacked_region = region_mask(config.attack_region, size)
     masks = {name: region_mask(name, size) for name in ("left", "center", "cell")}
-    setting = Setting(model, batches, num_classes, masks, workers, config.progress)
+    setting = Setting(
+        model, dataset, config.batch_size, num_classes, masks, workers, config.progress
+    )
+    fingerprint = config.fingerprint(
+        data=data_identity(dataset, len(dataset)), model=state_digest(model), size=size
+    )
     store = ResultStore(
-        out / "results.json", config.fingerprint(), assemble=assemble, writer=workers.is_main
+        out / "results.json", fingerprint, assemble=assemble, writer=workers.is_main
     )
     store.meta.update(
         {
-            "environment": _environment(workers),
+            "environment": environment(workers.device, world_size=workers.world_size),
             "args": {**asdict(config), "size": list(size)},
-            "model": {
-                "checkpoint_meta": checkpoint_meta,
-                "checkpoint_sha256": checkpoint_digest(config.checkpoint)
-                if config.checkpoint
-                else None,
-                "latent_channels": num_channels,
-            },
+            "model": {**(model_meta or {}), "latent_channels": num_channels},
             "images": len(dataset),
-            "classes": list(dataset.classes),
+            "classes": list(classes) if classes else None,
         }
     )
     store.meta.setdefault("timings", {})
@@ -317,7 +356,7 @@ def _run(config: BenchConfig, workers: Workers, load_dataset, check_size_divisib
         )
 
     rankings: dict[str, ChannelRanking] = {}
-    wanted = dict(RANKINGS)
+    wanted = {name: RANKINGS[name] for name in config.rankings}
     if "PositionChannelAttack" in config.attacks:  # ranks the attack's region when not listed
         wanted.setdefault(f"gradient-{config.attack_region}", ("gradient", config.attack_region))
     for name, (method, region) in wanted.items():
@@ -336,11 +375,22 @@ def _run(config: BenchConfig, workers: Workers, load_dataset, check_size_divisib
             rankings[name].save(path)
         timings[f"rank_{name}_seconds"] = time.perf_counter() - mark
         store.put(
-            key, {"file": str(path.relative_to(out)), "top10": rankings[name].top(10).tolist()}
+            key,
+            {
+                "file": str(path.relative_to(out)),
+                "top10": rankings[name].top(min(10, num_channels)).tolist(),
+            },
         )
 
     if "ablation" not in store:
-        selections = _selections(rankings, num_channels, config.random_draws, config.seed)
+        labelled = [(RANKINGS[name][1] or "overall", rankings[name]) for name in config.rankings]
+        selections = channel_selections(
+            labelled,
+            ablation_ks(num_channels),
+            num_channels,
+            random_draws=config.random_draws,
+            seed=config.seed,
+        )
         confusions, sweep = ablation_sweep(setting, selections)
         if workers.is_main:
             logger.info(
@@ -360,15 +410,15 @@ def _run(config: BenchConfig, workers: Workers, load_dataset, check_size_divisib
 
     attack_images = config.attack_images or config.max_images
     for eps in config.eps:
+        label = radius_label(eps)
         for name in config.attacks:
-            key = f"attack/{name}/{eps}"
+            key = f"attack/{name}/{label}"
             if key in store:
                 continue
-            torch.manual_seed(config.seed)
             attack = build_attack(
                 name,
                 model,
-                eps / 255,
+                eps,
                 attacked_region,
                 steps=config.attack_steps,
                 seed=config.seed,
@@ -378,23 +428,21 @@ def _run(config: BenchConfig, workers: Workers, load_dataset, check_size_divisib
                 setting,
                 attack,
                 attacked_region,
-                description=f"{name} eps {eps}/255",
+                description=f"{name} eps {label}/255",
                 max_images=attack_images,
                 whole_image_labels=name == "PGD",
                 seed=config.seed,
             )
             if workers.is_main and outcome.examples is not None:
-                examples = out / "examples" / f"{name}-{eps}.pt"
-                examples.parent.mkdir(parents=True, exist_ok=True)
-                torch.save(outcome.examples, examples)
+                torch_save_atomic(outcome.examples, out / "examples" / f"{name}-{label}.pt")
             row = _attack_row(name, eps, config, outcome)
             store.put(key, row)
             if workers.is_main:
                 logger.info(
-                    "%s eps %d/255: mIoU inside %.3f (drop %.3f), outside %.3f (drop %.3f), "
+                    "%s eps %s/255: mIoU inside %.3f (drop %.3f), outside %.3f (drop %.3f), "
                     "specificity %.1f, %.2f s/image",
                     name,
-                    eps,
+                    label,
                     row["miou_inside"],
                     row["drop_inside"],
                     row["miou_outside"],
@@ -403,13 +451,13 @@ def _run(config: BenchConfig, workers: Workers, load_dataset, check_size_divisib
                     row["seconds_per_image"],
                 )
 
-    if "fidelity" not in store and config.fidelity_channels:
+    fidelity_rankings = {name: rankings[name] for name in ("flip", "gradient") if name in rankings}
+    if "fidelity" not in store and config.fidelity_channels and len(fidelity_rankings) == 2:
         mark = time.perf_counter()
         generator = torch.Generator().manual_seed(config.seed)
         count = min(config.fidelity_channels, num_channels)
         sample = torch.randperm(num_channels, generator=generator)[:count].sort().values
-        overall = {name: rankings[name] for name in ("flip", "gradient")}
-        result = ranking_fidelity(setting, overall, sample)
+        result = ranking_fidelity(setting, fidelity_rankings, sample)
         result["seconds"] = time.perf_counter() - mark
         store.put("fidelity", result)
 

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from regionattack._files import write_json
+
 
 class ResultStore:
     """Finished units of a benchmark, persisted in ``path``.
@@ -54,11 +56,21 @@ class ResultStore:
         self.writer = writer
         self.meta: dict[str, Any] = {}
         self.units: dict[str, Any] = {}
+        for folder in (self.path.parent, *self.path.parent.parents):
+            if folder.exists() and not folder.is_dir():
+                raise ValueError(f"{folder} is a file; the results go in a folder (--out DIR)")
+        if self.path.is_dir():
+            raise ValueError(f"{self.path} is a folder; expected a results file")
         if self.path.exists():
             try:
                 previous = json.loads(self.path.read_text())
-            except json.JSONDecodeError as error:
+            except (json.JSONDecodeError, UnicodeDecodeError) as error:
                 raise ValueError(f"{self.path} is not valid JSON ({error}); move it away") from None
+            if not isinstance(previous, dict) or not isinstance(previous.get("units"), dict):
+                raise ValueError(
+                    f"{self.path} is not a results file of this library (expected a JSON object "
+                    "with 'fingerprint' and 'units'); move it away"
+                )
             found = previous.get("fingerprint")
             if found != self.fingerprint:
                 changed = sorted(
@@ -91,13 +103,7 @@ class ResultStore:
             return
         record: dict[str, Any] = dict(self.assemble(self.units)) if self.assemble else {}
         record.update(meta=_plain(self.meta), fingerprint=self.fingerprint, units=self.units)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        with open(tmp, "w") as file:
-            json.dump(record, file, indent=1, default=float, allow_nan=False)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, self.path)
+        write_json(self.path, record, indent=1, default=float)
 
 
 def _plain(value: Any) -> Any:

@@ -10,7 +10,8 @@
 
 Files are opened with ``torch.load(..., map_location="cpu", weights_only=True)``, so only tensors,
 plain Python values and NumPy scalars (VainF stores ``best_score`` as ``numpy.float64``) are
-unpickled; a file holding any other object is refused and no code in it runs.
+unpickled; a file holding any other object is refused and no code in it runs. An empty, truncated
+or foreign file gives a ``ValueError`` that names it.
 
 The paper's model (:func:`~regionattack.models.build_model` ``"paper:deeplabv3_resnet50"``) is
 built from torchvision parts, whose DeepLabV3 head *is* the ``nn.Sequential`` that VainF's head
@@ -27,11 +28,12 @@ Our own format, written by :func:`save_checkpoint`, is ``{"state_dict": ..., "me
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import pickle
 import re
-import secrets
+import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO
@@ -39,6 +41,8 @@ from typing import IO
 import torch
 from torch import nn
 
+from regionattack._files import torch_save_atomic
+from regionattack._state import forked_rng
 from regionattack.models.zoo import build_model
 from regionattack.normalization import unwrap, with_normalization
 
@@ -49,6 +53,7 @@ STATE_KEYS = ("state_dict", "model_state", "model")
 FAMILIES = ("paper", "smp", "torchvision")
 _PAPER_HEAD = "classifier.classifier."  # VainF: DeepLabHead(nn.Module).classifier = nn.Sequential
 _SHOWN = 5  # keys listed per kind of mismatch
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default format (torch >= 1.6) is a zip archive
 
 
 def _numpy_safe_globals() -> list:
@@ -82,11 +87,92 @@ def _numpy_allowed() -> Iterator[None]:
 
 
 def _torch_reason(message: str) -> str:
+    """The gist of torch's error: its first sentence, without torch's advice on weights_only."""
     found = re.search(
         r"WeightsUnpickler error:\s*(.*?)\s*(?:Check the documentation|$)", message, re.S
     )
-    reason = found.group(1) if found else message
-    return " ".join(reason.split())[:300]
+    reason = " ".join((found.group(1) if found else message).split())
+    reason = reason.split(". ")[0].removesuffix(".")[:200]
+    return "" if "weights_only" in reason else reason
+
+
+@contextlib.contextmanager
+def _opened(source: Source) -> Iterator[tuple[IO[bytes], int] | None]:
+    """Yield a seekable binary file of ``source`` and where the checkpoint starts in it.
+
+    None for a file object that cannot seek. A given file object's position is restored on exit.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        with open(source, "rb") as handle:
+            yield handle, 0
+        return
+    start = _tell(source)
+    if start is None:
+        yield None
+        return
+    try:
+        yield source, start  # type: ignore[misc]
+    finally:
+        source.seek(start)  # type: ignore[union-attr]
+
+
+def _damage(source: Source) -> str | None:
+    """Say why the bytes cannot be a whole checkpoint (empty, a cut zip archive), else None."""
+    with _opened(source) as opened:
+        if opened is None:
+            return None  # torch.load reports what it can
+        handle, start = opened
+        size = handle.seek(0, os.SEEK_END) - start
+        if size <= 0:
+            return "it is empty (0 bytes): truncated, or never written"
+        handle.seek(start)
+        if handle.read(len(_ZIP_MAGIC)) == _ZIP_MAGIC and not zipfile.is_zipfile(handle):
+            return (
+                f"it is truncated ({size} bytes): torch.save writes a zip archive, and this one "
+                "ends before its closing directory; copy or download the file again"
+            )
+    return None
+
+
+def _cut_short(source: Source, refused: str) -> bool:
+    """Whether the name of a refused object was cut off by the end of the file (truncated).
+
+    In the legacy (non-zip) format a class is pickled as the byte ``c``, a line with its module
+    and a line with its name. Torch drops the last byte of each line, taking it for the newline,
+    so a file that ends inside these lines yields a shortened ``module.name`` (or ``module.``),
+    recognised here at the file's end.
+    """
+    with _opened(source) as opened:
+        if opened is None:
+            return False
+        handle, start = opened
+        end = handle.seek(0, os.SEEK_END)
+        handle.seek(max(start, end - len(refused) - 3))
+        tail = handle.read()
+    for index in range(len(tail)):
+        if tail[index : index + 1] != b"c":  # the GLOBAL opcode
+            continue
+        module, newline, name = tail[index + 1 :].partition(b"\n")
+        if b"\n" not in name and (module + newline)[:-1] + b"." + name[:-1] == refused.encode():
+            return True  # the file ends before the name's newline
+    return False
+
+
+def _load_error(label: str, error: Exception, source: Source) -> ValueError:
+    refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+    if isinstance(error, pickle.UnpicklingError) and refused and not _cut_short(source, refused[1]):
+        return ValueError(
+            f"refused to load {label}: it contains Python objects other than tensors and plain "
+            f"containers ({refused[1]}), and regionattack loads weights only "
+            "(torch.load(weights_only=True)) so that no code in a file can run. To use it, load "
+            "it yourself in an environment you trust and save the state dict alone: "
+            "torch.save(model.state_dict(), path)"
+        )
+    reason = _torch_reason(str(error))
+    return ValueError(
+        f"cannot read {label}: it is truncated or not a PyTorch checkpoint "
+        f"({type(error).__name__}{': ' + reason if reason else ''})"
+    )
 
 
 def _load(source: Source) -> object:
@@ -104,24 +190,27 @@ def _load(source: Source) -> object:
             "expected a checkpoint path, a binary file object or a dict; "
             f"got {type(source).__name__}{hint}"
         )
+    damage = _damage(source)
+    if damage is not None:
+        raise ValueError(f"cannot read {label}: {damage}")
+    start = None if isinstance(source, (str, os.PathLike)) else _tell(source)
     try:
         with _numpy_allowed():
             return torch.load(source, map_location="cpu", weights_only=True)
-    except (OSError, MemoryError):
+    except MemoryError:
         raise
-    except Exception as error:  # torch raises UnpicklingError, RuntimeError, EOFError, KeyError
-        unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
-        if isinstance(error, pickle.UnpicklingError) and unsafe:
-            raise ValueError(
-                f"refused to load {label}: it holds a {unsafe.group(1)} object, and checkpoints "
-                "are read with torch.load(weights_only=True), which allows only tensors, plain "
-                "Python values and NumPy scalars so that no code in the file can run; re-save it "
-                "as a state dict with plain metadata"
-            ) from error
-        raise ValueError(
-            f"cannot read {label} as a PyTorch checkpoint: {type(error).__name__}: "
-            f"{_torch_reason(str(error))}"
-        ) from error
+    except Exception as error:  # UnpicklingError, RuntimeError, EOFError, KeyError, OSError, ...
+        if isinstance(error, OSError) and error.errno != errno.EINVAL:
+            raise  # the file system's error (permissions, I/O); EINVAL: a seek the bytes asked for
+        if start is not None:
+            source.seek(start)  # type: ignore[union-attr]  # to look at the file again
+        # from None: torch's text advises weights_only=False, which regionattack never uses
+        raise _load_error(label, error, source) from None
+
+
+def _tell(source: Source) -> int | None:
+    seekable = getattr(source, "seekable", None)
+    return source.tell() if callable(seekable) and seekable() else None  # type: ignore[union-attr]
 
 
 def _contains_tensor(value: object) -> bool:
@@ -182,9 +271,11 @@ def read_state_dict(path_or_obj: Source | Mapping) -> tuple[dict[str, torch.Tens
     Raises:
         FileNotFoundError: If the path is not an existing file.
         TypeError: If ``path_or_obj`` is of another type.
-        ValueError: If the file cannot be read with ``weights_only=True`` (e.g. it pickles other
-            objects), the checkpoint is not a dict, or it holds no tensors (the message lists its
-            top-level keys).
+        ValueError: If the file is empty, truncated or not a PyTorch checkpoint, or it holds
+            objects that ``weights_only=True`` refuses (the message names the file and the first
+            such object), the checkpoint is not a dict, or it holds no tensors (the message lists
+            its top-level keys).
+        OSError: If the file system fails to read the file (e.g. ``PermissionError``).
 
     Example:
         >>> import torch
@@ -389,7 +480,8 @@ def build_from_checkpoint(
     ``"zeros"`` (a model trained after :func:`regionattack.defenses.set_padding`), the built model
     is converted the same way. When it holds ``"mean"`` and ``"std"``, the model is wrapped with
     :func:`~regionattack.with_normalization` so that it takes images in [0, 1]. Checkpoints
-    without metadata, such as the paper's, need ``model`` and ``num_classes``.
+    without metadata, such as the paper's, need ``model`` and ``num_classes``. Torch's global
+    random generator is left as it was (the random initial weights are overwritten).
 
     Args:
         path: A checkpoint path or binary file object.
@@ -452,7 +544,8 @@ def build_from_checkpoint(
         raise ValueError(
             f"the checkpoint's 'options' must be a dict; got {type(saved_options).__name__}"
         )
-    built = build_model(name, num_classes, **{**(saved_options or {}), **options})
+    with forked_rng():  # the random initial weights are all overwritten by the checkpoint's
+        built = build_model(name, num_classes, **{**(saved_options or {}), **options})
     load_weights(built, state)
     built = _with_padding(built, meta.get("padding"))
     mean, std = meta.get("mean"), meta.get("std")
@@ -539,15 +632,4 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: Mapping | N
     if not path.parent.is_dir():
         raise FileNotFoundError(f"folder {str(path.parent)!r} does not exist; create it first")
     state = {key: value.detach().cpu() for key, value in unwrap(model).state_dict().items()}
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    handle = open(temporary, "xb")  # "x": never touch a file someone else made
-    try:
-        with handle:
-            torch.save({"state_dict": state, "meta": plain_meta}, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)  # left only when writing or renaming failed
-    return path
+    return torch_save_atomic({"state_dict": state, "meta": plain_meta}, path)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from regionattack._state import forked_rng
+
 
 class TinySegmenter(nn.Module):
     """A three-layer encoder / decoder segmenter with ``encoder``, ``decoder``, ``segmentation_head``.
@@ -65,7 +67,8 @@ class PlantedPositionSegmenter(nn.Module):
     Channel 0 is the image's brightness times a left-to-right ramp (what a zero-padded CNN learns to
     do implicitly); the other channels are 1x1 functions of the pixel colour, so their global
     average is unchanged by flipping the image. The head predicts class 1 where channel 0 is large
-    (the right side) and class 0 elsewhere, leaning only slightly on the content channels.
+    (the right side) and class 0 elsewhere, leaning only slightly on the content channels. The
+    weights come from ``seed`` alone; torch's global generator is left as it was.
 
     Example:
         >>> net = PlantedPositionSegmenter(latent_channels=6)
@@ -76,9 +79,10 @@ class PlantedPositionSegmenter(nn.Module):
     def __init__(self, latent_channels: int = 8, seed: int = 0):
         super().__init__()
         generator = torch.Generator().manual_seed(seed)
-        self.encoder = _PlantedEncoder(latent_channels, generator)
-        self.decoder = nn.Identity()
-        self.segmentation_head = nn.Conv2d(latent_channels, 2, 1)
+        with forked_rng():  # the layers' initial draws are all overwritten from ``generator``
+            self.encoder = _PlantedEncoder(latent_channels, generator)
+            self.decoder = nn.Identity()
+            self.segmentation_head = nn.Conv2d(latent_channels, 2, 1)
         with torch.no_grad():
             weight = 0.01 * torch.randn(2, latent_channels, generator=generator)
             weight[:, 0] = torch.tensor([-8.0, 8.0])

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 from tqdm.auto import tqdm
 
 from regionattack._checks import IGNORE_INDEX, check_images, check_labels, check_positive_int
+from regionattack._state import forked_rng
 from regionattack.latent import model_logits
 
 logger = logging.getLogger(__name__)
@@ -41,7 +42,10 @@ def train_segmenter(
 
     Batches are drawn at random with replacement (from ``seed``) from the tensors or the dataset;
     the loss is cross-entropy with 255 ignored, plus what ``augshift`` adds. Every module's
-    training flag is restored at the end, also after an error.
+    training flag is restored at the end, also after an error. Dropout (and the DataLoader's
+    worker seeds) draw from torch's global generators, going on from their state at the call, so
+    seed them before the call for a repeatable model; their state is restored afterwards, so the
+    caller's random numbers are the same as if the call had not been made.
 
     Args:
         model: Segmentation model (a :class:`~regionattack.NormalizedModel` for normalised input).
@@ -90,31 +94,37 @@ def train_segmenter(
     modes = [(module, module.training) for module in model.modules()]
     losses: list[float] = []
     parts: list[tuple[float, float]] = []  # (task loss, augshift term) per step
-    model.train()
-    try:
-        for batch, target in tqdm(
-            batches, total=steps, desc="training", disable=not progress, leave=False
-        ):
-            batch, target = batch.to(device), target.to(device)
-            if hflip:
-                flip = (torch.rand(batch_size, generator=generator) < 0.5).to(device)
-                batch = torch.where(flip[:, None, None, None], batch.flip(-1), batch)
-                target = torch.where(flip[:, None, None], target.flip(-1), target)
-            loss = F.cross_entropy(model_logits(model(batch)), target, ignore_index=IGNORE_INDEX)
-            if augshift is not None:
-                task = loss.item()
-                loss = _check_loss(augshift(model, batch, loss))
-                parts.append((task, loss.item() - task))
-                logger.debug("step %d: task loss %.4f, augshift term %.4f", len(losses), *parts[-1])
+    # dropout and the DataLoader draw from torch's global generators: they go on from the caller's
+    # state, as without the fork, and are put back afterwards
+    with forked_rng(device):
+        model.train()
+        try:
+            for batch, target in tqdm(
+                batches, total=steps, desc="training", disable=not progress, leave=False
+            ):
+                batch, target = batch.to(device), target.to(device)
+                if hflip:
+                    flip = (torch.rand(batch_size, generator=generator) < 0.5).to(device)
+                    batch = torch.where(flip[:, None, None, None], batch.flip(-1), batch)
+                    target = torch.where(flip[:, None, None], target.flip(-1), target)
+                logits = model_logits(model(batch))
+                loss = F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)
+                if augshift is not None:
+                    task = loss.item()
+                    loss = _check_loss(augshift(model, batch, loss))
+                    parts.append((task, loss.item() - task))
+                    logger.debug(
+                        "step %d: task loss %.4f, augshift term %.4f", len(losses), *parts[-1]
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                losses.append(loss.item())
+        finally:
+            for module, training in modes:
+                module.training = training
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            losses.append(loss.item())
-    finally:
-        for module, training in modes:
-            module.training = training
-        optimizer.zero_grad(set_to_none=True)
     if parts:
         recent = parts[-_REPORTED:]
         logger.info(
