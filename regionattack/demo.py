@@ -250,14 +250,17 @@ def report(results: dict) -> str:
             ],
         )
     )
+    recorded = results["meta"]["timings"]
     timings = {
         "data": model["data_seconds"],
         "model": model["load_or_train_seconds"],
-        **{
-            key.removesuffix("_seconds"): value
-            for key, value in results["meta"]["timings"].items()
-            if key.endswith("_seconds") and not key.startswith("rank_")
-        },
+        "clean": recorded.get("clean_seconds", 0.0),
+        "rank": sum(v for k, v in recorded.items() if k.startswith("rank_")),
+        "ablation": results.get("ablation_timings", {}).get("seconds", 0.0),
+        "attacks": sum(r["seconds_per_image"] * r["images"] for r in results["attacks"]),
+        "total": model["data_seconds"]
+        + model["load_or_train_seconds"]
+        + recorded.get("total_seconds_this_run", 0.0),
     }
     lines += [
         "",
