@@ -4,8 +4,10 @@ Each fixture trains a model from scratch (minutes on 2 CPU cores) in a temporary
 whole demo pipeline and returns its results; the tests read them. The models differ between
 machines (float rounding in training), so every threshold below leaves the margin the effect
 really has: each claim was measured over training seeds 0, 1, 2 and with other CPU kernels
-(``ATEN_CPU_CAPABILITY=default``), and each threshold sits well below the smallest value seen
-(README, "How robust the claims are"). A claim that did not hold with such a margin is not asserted.
+(``ATEN_CPU_CAPABILITY=default``; ``python -m benchmarks.claims_spread``), and each threshold
+sits well below the smallest value seen (README, "How robust the claims are"). Claims without
+such a margin are reported in the README, not asserted: the gradient ranking beating the flip
+ranking or every random draw, and on the synthetic scenes beating random channels at all.
 """
 
 import json
@@ -74,36 +76,28 @@ def largest_k(results):
     return max(r["k"] for r in results["ablation"])  # 20% of the channels
 
 
-# (margin over the largest random draw, margin of the left-ranked left drop over the right drop,
-#  margin of the gradient ranking over the flip ranking): see README for the measured values.
+# Margins below the smallest value measured over seeds 0-2 and both CPU kernel sets (README, "How
+# robust the claims are"; benchmarks/results/claims_spread.json): on CamVid the gradient top-20%
+# drop exceeded the mean random drop by >= 0.015 in every run (on the synthetic scenes it did not:
+# seed 2 gave 0.0004, so that claim is not asserted there); the left-ranked channels' left drop
+# exceeded their right drop by >= 0.038 (synthetic) and >= 0.015 (CamVid).
 MARGINS = {
-    "synthetic": {"over_random": 0.03, "left_over_right": 0.015, "gradient_over_flip": 0.02},
-    "camvid": {"over_random": 0.0, "left_over_right": 0.03, "gradient_over_flip": None},
+    "synthetic": {"left_over_right": 0.015},
+    "camvid": {"over_random_mean": 0.005, "left_over_right": 0.005},
 }
 
 
 def check_gradient_beats_random(results, margins):
     k = largest_k(results)
     top = drops(results, "gradient", "overall", k)[""]
-    assert len(random_drops(results, k)) == 5
-    assert top > max(random_drops(results, k)) + margins["over_random"], (
-        top,
-        random_drops(results, k),
-    )
+    randoms = random_drops(results, k)
+    assert len(randoms) == 5
+    assert top > sum(randoms) / len(randoms) + margins["over_random_mean"], (top, randoms)
 
 
 def check_left_ranked_zeroing_hurts_left_more(results, margins):
     left = drops(results, "gradient", "left", largest_k(results))
     assert left["_left"] > left["_right"] + margins["left_over_right"], left
-
-
-def check_gradient_ranking_beats_flip_ranking(results, margins):
-    if margins["gradient_over_flip"] is None:
-        pytest.skip("no margin on this data: both effects are within 0.02 mIoU (README)")
-    k = largest_k(results)
-    gradient = drops(results, "gradient", "overall", k)[""]
-    flip = drops(results, "flip", "overall", k)[""]
-    assert gradient > flip + margins["gradient_over_flip"], (gradient, flip)
 
 
 def check_region_attack_is_region_specific(results, margins):
@@ -116,20 +110,25 @@ def check_region_attack_is_region_specific(results, margins):
     assert row["changed_outside"] < pgd["changed_outside"] / 3, (row, pgd)
 
 
-CHECKS = [
-    check_gradient_beats_random,
-    check_left_ranked_zeroing_hurts_left_more,
-    check_gradient_ranking_beats_flip_ranking,
-    check_region_attack_is_region_specific,
-]
+CHECKS = {
+    "synthetic": [
+        check_left_ranked_zeroing_hurts_left_more,
+        check_region_attack_is_region_specific,
+    ],
+    "camvid": [
+        check_gradient_beats_random,
+        check_left_ranked_zeroing_hurts_left_more,
+        check_region_attack_is_region_specific,
+    ],
+}
 
 
-@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("check", CHECKS["synthetic"], ids=lambda c: c.__name__)
 def test_demo_claims(synthetic, check):
     check(synthetic, MARGINS["synthetic"])
 
 
-@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("check", CHECKS["camvid"], ids=lambda c: c.__name__)
 def test_camvid_claims(camvid, check):
     check(camvid, MARGINS["camvid"])
 
