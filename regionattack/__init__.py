@@ -14,6 +14,7 @@ from regionattack.attacks import (
     RegionPGD,
     SegmentationAttack,
     SegPGD,
+    UniformNoise,
 )
 from regionattack.latent import find_layer, latent_of
 from regionattack.metrics import ConfusionMatrix, region_miou
@@ -33,6 +34,7 @@ __all__ = [
     "RegionPGD",
     "SegPGD",
     "SegmentationAttack",
+    "UniformNoise",
     "ablate_channels",
     "find_layer",
     "latent_of",

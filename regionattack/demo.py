@@ -76,7 +76,8 @@ class DemoConfig:
         """The benchmark configuration the demo runs: rankings, ablation and attacks on the left.
 
         The left half is attacked by RegionAttack (one entry per objective), the region-restricted
-        PGD baseline, PositionChannelAttack with the left-ranked channels and whole-image PGD.
+        PGD baseline, PositionChannelAttack with the left-ranked channels and whole-image PGD;
+        uniform noise of the same radius is the reference for pixels changed by chance.
         Rankings are made on the evaluation images themselves, without labels (targets are the
         model's clean predictions): the setting of an attacker who ranks the batch it attacks.
         """
@@ -89,7 +90,7 @@ class DemoConfig:
             batch_size=self.batch_size,
             eps=(self.eps,),
             attack_steps=self.attack_steps,
-            attacks=(*attacks, "RegionPGD", "PositionChannelAttack", "PGD"),
+            attacks=(*attacks, "RegionPGD", "PositionChannelAttack", "PGD", "UniformNoise"),
             attack_region="left",
             random_draws=self.random_draws,
             fidelity_channels=0,

@@ -6,6 +6,7 @@ from regionattack.attacks.position_channel import PositionChannelAttack
 from regionattack.attacks.region_attack import RegionAttack
 from regionattack.attacks.region_pgd import RegionPGD
 from regionattack.attacks.segpgd import SegPGD
+from regionattack.attacks.uniform_noise import UniformNoise
 
 __all__ = [
     "CosPGD",
@@ -14,4 +15,5 @@ __all__ = [
     "RegionPGD",
     "SegPGD",
     "SegmentationAttack",
+    "UniformNoise",
 ]

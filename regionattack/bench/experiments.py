@@ -40,7 +40,15 @@ from regionattack.ranking import (
 REGION_NAMES = (*regions.NAMES, "cell")
 #: Fractions of the latent channels zeroed in the ablation sweep (1, 2.5, 5, 10 and 20%).
 K_FRACTIONS = (0.01, 0.025, 0.05, 0.10, 0.20)
-ATTACKS = ("RegionAttack", "PositionChannelAttack", "RegionPGD", "SegPGD", "CosPGD", "PGD")
+ATTACKS = (
+    "RegionAttack",
+    "PositionChannelAttack",
+    "RegionPGD",
+    "SegPGD",
+    "CosPGD",
+    "PGD",
+    "UniformNoise",
+)
 
 
 def in_255ths(eps: float) -> float:
@@ -427,7 +435,8 @@ def build_attack(
 ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """One attack of the suite at radius ``eps`` (step ``eps / 4``) against ``region``.
 
-    ``PGD`` is ``torchattacks.PGD`` on the whole image; ``RegionAttack[objective]`` sets
+    ``PGD`` is ``torchattacks.PGD`` on the whole image; ``UniformNoise`` the reference of random
+    noise of the same radius on the whole image; ``RegionAttack[objective]`` sets
     RegionAttack's objective; ``PositionChannelAttack`` needs the ``ranking`` of the region's
     channels. ``options`` go to the attack's constructor (e.g. ``{"outside_weight": 2.0}``).
 
@@ -439,7 +448,14 @@ def build_attack(
     """
     import torchattacks
 
-    from regionattack.attacks import CosPGD, PositionChannelAttack, RegionAttack, RegionPGD, SegPGD
+    from regionattack.attacks import (
+        CosPGD,
+        PositionChannelAttack,
+        RegionAttack,
+        RegionPGD,
+        SegPGD,
+        UniformNoise,
+    )
 
     base, objective = attack_name_parts(name)
     check_radius(eps, "eps")
@@ -456,6 +472,8 @@ def build_attack(
         if ranking is None:
             raise ValueError("PositionChannelAttack needs the ranking of the region's channels")
         return PositionChannelAttack(model, ranking, **common)
+    if base == "UniformNoise":
+        return UniformNoise(model, eps=eps, seed=seed, **(options or {}))
     if options:
         raise ValueError(f"options are not used by torchattacks.PGD; got {options}")
     return torchattacks.PGD(model, eps=eps, alpha=eps / 4, steps=steps, random_start=True)

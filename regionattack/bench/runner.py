@@ -221,7 +221,7 @@ def _attack_row(name: str, eps: float, config: BenchConfig, outcome) -> dict:
         "attack": name,
         "eps": eps,
         "eps_255": in_255ths(eps),
-        "region": "image" if name == "PGD" else config.attack_region,
+        "region": "image" if name in ("PGD", "UniformNoise") else config.attack_region,
         "measured_region": config.attack_region,
         "steps": config.attack_steps,
         **summarize_attack(outcome),

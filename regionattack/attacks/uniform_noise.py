@@ -1,0 +1,60 @@
+"""UniformNoise: the no-effort reference, a random perturbation of the same L-inf radius."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from regionattack.attacks.base import SegmentationAttack
+from regionattack.attacks.objectives import project
+from regionattack.regions import RegionLike
+
+
+class UniformNoise(SegmentationAttack):
+    """Uniform random noise in the L-inf ball of radius ``eps``, clipped to the image box.
+
+    Not an attack but the floor every attack is measured against: how many pixels change class
+    when the input moves by ``eps`` in no particular direction. An attack that changes more pixels
+    outside its region than this noise does is not quiet there. No gradient is computed; labels
+    are accepted for torchattacks' API and unused.
+
+    Args:
+        model: Segmentation model (only checked; the noise does not depend on it).
+        eps: L-inf radius in image units [0, 1].
+        perturb_region: Where the noise may be non-zero (default: everywhere).
+        seed: Seed of the noise (reproducible runs); None uses torch's global generator.
+
+    Example:
+        >>> from regionattack.models import TinySegmenter
+        >>> images = torch.rand(2, 3, 16, 16)
+        >>> noisy = UniformNoise(TinySegmenter(), eps=8 / 255, seed=0)(images)
+        >>> bool((noisy - images).abs().max() <= 8 / 255 + 1e-6)
+        True
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        eps: float = 8 / 255,
+        perturb_region: RegionLike | None = None,
+        seed: int | None = None,
+    ):
+        super().__init__("UniformNoise", model, eps=eps, alpha=0.0, steps=1, seed=seed)
+        self.supported_mode = ["default"]
+        self.check_region_names(perturb_region)
+        self.perturb_region = perturb_region
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Return the images plus uniform noise in [-eps, eps] (within the allowed pixels)."""
+        del labels
+        original = images
+        images = self.prepare_images(images)
+        generator = (
+            None if self.seed is None else torch.Generator(images.device).manual_seed(self.seed)
+        )
+        noise = torch.rand(images.shape, generator=generator, device=images.device)
+        delta = project(
+            images, (2 * noise - 1) * self.eps, self.eps, self.perturbation_mask(images)
+        )
+        return self.finish(images + delta, original)
