@@ -494,10 +494,11 @@ def attack_floor(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, s
 
 
 def attack_calls(bench: Bench, images: torch.Tensor, labels: torch.Tensor) -> Calls:
-    """RegionAttack (two objectives), torchattacks.PGD and the floor on one batch."""
+    """RegionAttack (two objectives; PGD and APGD), torchattacks.PGD and the floor on one batch."""
     model, steps = bench.model, bench.args.steps
     common = {"eps": EPS, "alpha": ALPHA, "steps": steps}
     region = RegionAttack(model, "left", **common, seed=0)
+    region_apgd = RegionAttack(model, "left", **common, seed=0, optimizer="apgd")
     both = RegionAttack(model, "left", **common, seed=0, objective="both")
     pgd = torchattacks.PGD(model, **common, random_start=True)
     with torch.no_grad():
@@ -506,6 +507,7 @@ def attack_calls(bench: Bench, images: torch.Tensor, labels: torch.Tensor) -> Ca
     return {
         "pgd": lambda: pgd(images, labels),
         "region": lambda: region(images, labels),
+        "region_apgd": lambda: region_apgd(images, labels),
         "region_both": lambda: both(images, labels),
         "floor": lambda: attack_floor(model, images, labels, steps),
         "floor_channels_last": lambda: attack_floor(model, channels_last, labels, steps),
@@ -610,6 +612,7 @@ def run_attack(bench: Bench) -> dict:
         "contenders": results,
         "comparisons": [
             compare(results, "region", "pgd", goals),
+            compare(results, "region_apgd", "region", [("time_ratio", "<=", 1.05)]),
             compare(results, "region_both", "pgd"),
             compare(results, "floor", "pgd"),
             compare(results, "region", "floor"),

@@ -110,6 +110,7 @@ def test_attack_section(tiny_run):
     assert set(section["contenders"]) == {
         "pgd",
         "region",
+        "region_apgd",
         "region_both",
         "floor",
         "floor_channels_last",

@@ -31,6 +31,7 @@ from torchattacks.attack import Attack
 
 from regionattack._checks import (
     IGNORE_INDEX,
+    check_choice,
     check_images,
     check_labels,
     check_logits,
@@ -40,6 +41,7 @@ from regionattack._checks import (
 )
 from regionattack._files import torch_save_atomic
 from regionattack._state import frozen
+from regionattack.attacks.apgd import apgd
 from regionattack.attacks.objectives import project
 from regionattack.latent import model_logits, predicted_classes
 from regionattack.metrics import MaskedConfusions
@@ -49,6 +51,7 @@ from regionattack.regions import RegionLike, as_mask
 logger = logging.getLogger(__name__)
 
 _NORMALIZATION_SLACK = 1e-4
+OPTIMIZERS = ("pgd", "apgd")
 
 
 class SegmentationAttack(Attack):
@@ -68,6 +71,9 @@ class SegmentationAttack(Attack):
         random_start: Start from a uniform random point in the allowed ball.
         seed: Seed for the random start (reproducible runs), an int; None uses torch's global
             generator.
+        optimizer: ``"pgd"`` (fixed step ``alpha``) or ``"apgd"`` (APGD: step from ``2 * eps``
+            halved where the objective stalls, momentum, the best iterate by the objective;
+            ``alpha`` is not used), see :mod:`regionattack.attacks.apgd`.
 
     Raises:
         TypeError: If ``model`` is not an ``nn.Module``, a setting is not a number / int, or
@@ -86,6 +92,7 @@ class SegmentationAttack(Attack):
         steps: int = 10,
         random_start: bool = True,
         seed: int | None = None,
+        optimizer: str = "pgd",
     ):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module; got {type(model).__name__}")
@@ -95,6 +102,7 @@ class SegmentationAttack(Attack):
         self.steps = check_positive_int(steps, "steps")
         self.random_start = bool(random_start)
         self.seed = check_seed(seed)
+        self.optimizer = check_choice(optimizer, "optimizer", OPTIMIZERS)
         self.supported_mode = ["default", "targeted"]
 
     # ------------------------------------------------------------------ torchattacks entry point
@@ -256,9 +264,10 @@ class SegmentationAttack(Attack):
         objective: Callable[[torch.Tensor, int], torch.Tensor],
         allowed: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Run L-inf PGD ascending ``objective(adv_images, step)``, a per-image loss (N,).
+        """Run L-inf PGD (or APGD) ascending ``objective(adv_images, step)``, a per-image loss (N,).
 
-        ``allowed`` (N or 1, H, W) confines where the perturbation may be non-zero.
+        ``allowed`` (N or 1, H, W) confines where the perturbation may be non-zero. With
+        ``optimizer="apgd"`` the image's best iterate by the objective is returned.
         """
         delta = torch.zeros_like(images)
         if self.random_start:
@@ -267,6 +276,8 @@ class SegmentationAttack(Attack):
             )
             delta = torch.rand(images.shape, generator=generator, device=images.device)
             delta = project(images, (2 * delta - 1) * self.eps, self.eps, allowed)
+        if self.optimizer == "apgd":
+            return apgd(images, delta, objective, eps=self.eps, steps=self.steps, allowed=allowed)
         with torch.enable_grad():  # also when the caller runs under torch.no_grad()
             for step in range(self.steps):
                 adv = (images + delta).requires_grad_(True)

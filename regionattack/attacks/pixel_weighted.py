@@ -25,6 +25,7 @@ class PixelWeightedPGD(SegmentationAttack):
         random_start: Start from a uniform random point.
         perturb_region: Where the perturbation may be non-zero (default: everywhere).
         seed: Seed for the random start.
+        optimizer: ``"pgd"`` or ``"apgd"`` (see :class:`~regionattack.SegmentationAttack`).
 
     Raises:
         ValueError: If ``region`` or ``perturb_region`` is an unknown name, or a setting is out of
@@ -42,6 +43,7 @@ class PixelWeightedPGD(SegmentationAttack):
         random_start: bool = True,
         perturb_region: RegionLike | None = None,
         seed: int | None = None,
+        optimizer: str = "pgd",
     ):
         super().__init__(
             type(self).__name__,
@@ -51,6 +53,7 @@ class PixelWeightedPGD(SegmentationAttack):
             steps=steps,
             random_start=random_start,
             seed=seed,
+            optimizer=optimizer,
         )
         self.check_region_names(region, perturb_region)
         self.region = region

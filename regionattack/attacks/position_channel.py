@@ -35,6 +35,7 @@ class PositionChannelAttack(SegmentationAttack):
         k: Channels taken from a ranking (default: 5% of the channels).
         layer: Latent layer name (default: the architecture's).
         seed: Seed for the random start (an int or None).
+        optimizer: ``"pgd"`` or ``"apgd"`` (see :class:`~regionattack.SegmentationAttack`).
 
     Raises:
         TypeError: If ``channels`` is not a selection (see
@@ -65,6 +66,7 @@ class PositionChannelAttack(SegmentationAttack):
         k: int | None = None,
         layer: str | None = None,
         seed: int | None = None,
+        optimizer: str = "pgd",
     ):
         super().__init__(
             "PositionChannelAttack",
@@ -74,6 +76,7 @@ class PositionChannelAttack(SegmentationAttack):
             steps=steps,
             random_start=random_start,
             seed=seed,
+            optimizer=optimizer,
         )
         self.supported_mode = ["default"]
         self.mode = check_choice(mode, "mode", MODES)

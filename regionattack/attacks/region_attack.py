@@ -83,6 +83,7 @@ class RegionAttack(SegmentationAttack):
         done_weight: Weight of inside pixels already broken ("segmentation" objective, untargeted).
         flipped_weight: Extra weight of outside pixels whose prediction changed ("segmentation").
         seed: Seed for the random start (an int or None).
+        optimizer: ``"pgd"`` or ``"apgd"`` (see :class:`~regionattack.SegmentationAttack`).
 
     Raises:
         TypeError: If ``channels`` is not a selection (see
@@ -119,6 +120,7 @@ class RegionAttack(SegmentationAttack):
         done_weight: float = 0.1,
         flipped_weight: float = 4.0,
         seed: int | None = None,
+        optimizer: str = "pgd",
     ):
         super().__init__(
             "RegionAttack",
@@ -128,6 +130,7 @@ class RegionAttack(SegmentationAttack):
             steps=steps,
             random_start=random_start,
             seed=seed,
+            optimizer=optimizer,
         )
         self.check_region_names(region, perturb_region)
         self.region = region

@@ -33,6 +33,7 @@ class RegionPGD(RegionAttack):
         random_start: bool = True,
         perturb_region: RegionLike | None = None,
         seed: int | None = None,
+        optimizer: str = "pgd",
     ):
         super().__init__(
             model,
@@ -47,5 +48,6 @@ class RegionPGD(RegionAttack):
             done_weight=1.0,
             flipped_weight=0.0,
             seed=seed,
+            optimizer=optimizer,
         )
         self.attack = "RegionPGD"
