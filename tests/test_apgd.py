@@ -92,3 +92,24 @@ def test_apgd_breaks_the_region_at_least_as_much_as_a_zero_perturbation(tiny_seg
 def test_an_unknown_optimizer_is_refused(tiny_segmenter):
     with pytest.raises(ValueError, match="optimizer must be one of"):
         RegionAttack(tiny_segmenter, "left", optimizer="adam")
+
+
+def test_a_success_score_reported_by_the_objective_chooses_the_returned_iterate():
+    """The loss steers the steps; the iterate returned is the one with the best score."""
+    generator = torch.Generator().manual_seed(1)
+    images = torch.rand(3, 1, 4, 4, generator=generator)
+    direction = torch.randn(3, 1, 4, 4, generator=generator)
+    scores, seen = {}, []
+
+    def objective(x, step):
+        value = (x * direction).flatten(1).sum(1)  # rises steadily: the last iterate is best
+        scores["last"] = -(x - images).abs().flatten(1).sum(1).detach()  # best: nearest the start
+        seen.append((x.detach().clone(), scores["last"]))
+        return value
+
+    adv = apgd(images, torch.zeros_like(images), objective, eps=0.05, steps=6, scores=scores)
+    points = torch.stack([x for x, _ in seen])
+    values = torch.stack([s for _, s in seen])
+    expected = points[values.argmax(0), torch.arange(3)]
+    assert torch.equal(adv, expected)
+    assert torch.equal(adv, images)  # the start scores best here

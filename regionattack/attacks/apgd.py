@@ -4,7 +4,8 @@ The segmentation attacks run it with ``optimizer="apgd"`` in place of fixed-step
 starts at ``2 * eps`` per image and is halved at checkpoints where the objective stalled (fewer than
 ``rho`` of the steps since the last checkpoint raised it, or no new best since a checkpoint that did
 not halve it), each halving restarting from the image's best iterate; updates carry momentum 0.75.
-The image's best iterate (highest objective) is returned. It evaluates the objective as often as
+The image's best iterate is returned: the one with the highest success score when the objective
+reports one, else the highest objective. It evaluates the objective as often as
 PGD does (``steps`` forward and backward passes) plus one forward pass for the last iterate.
 """
 
@@ -47,6 +48,7 @@ def apgd(
     eps: float,
     steps: int,
     allowed: torch.Tensor | None = None,
+    scores: dict[str, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Ascend ``objective(adv, step)`` (a per-image (N,) loss) from ``images + delta`` with APGD.
 
@@ -57,6 +59,10 @@ def apgd(
         eps: L-inf radius.
         steps: Gradient evaluations (as for PGD).
         allowed: (N or 1, H, W) pixels the perturbation may touch; None: all.
+        scores: A dict the objective fills with ``"last"``, the (N,) success score of the iterate
+            it was called on (e.g. :func:`~regionattack.attacks.objectives.success_score`); then
+            the returned iterate is the one with the highest score, not the highest loss (the
+            loss still steers the step size and the restarts).
 
     Returns:
         The best iterate of each image (detached), inside the ball, the allowed pixels and [0, 1].
@@ -82,6 +88,8 @@ def apgd(
         adv = images + delta
         loss, grad = evaluate(adv, 0)
         best, best_loss, best_grad = adv.detach(), loss, grad
+        scored = scores is not None and "last" in scores
+        output, output_score = best, (scores["last"] if scored else loss)
         previous = adv.detach()
         raised = torch.zeros_like(loss)  # steps since the last checkpoint that raised the loss
         halved_last = torch.zeros_like(loss, dtype=torch.bool)
@@ -104,6 +112,10 @@ def apgd(
             best = torch.where(better.view(shape), adv.detach(), best)
             best_grad = torch.where(better.view(shape), grad, best_grad)
             best_loss = torch.where(better, loss, best_loss)
+            score = scores["last"] if scored else loss
+            ahead = score > output_score
+            output = torch.where(ahead.view(shape), adv.detach(), output)
+            output_score = torch.where(ahead, score, output_score)
             if step in checkpoints and step < steps:
                 window = step - last_checkpoint
                 stalled = raised < RHO * window
@@ -116,4 +128,4 @@ def apgd(
                 halved_last, best_at_checkpoint = stalled, best_loss.clone()
                 raised.zero_()
                 last_checkpoint = step
-    return best.detach()
+    return output.detach()

@@ -263,11 +263,13 @@ class SegmentationAttack(Attack):
         images: torch.Tensor,
         objective: Callable[[torch.Tensor, int], torch.Tensor],
         allowed: torch.Tensor | None = None,
+        scores: dict[str, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Run L-inf PGD (or APGD) ascending ``objective(adv_images, step)``, a per-image loss (N,).
 
         ``allowed`` (N or 1, H, W) confines where the perturbation may be non-zero. With
-        ``optimizer="apgd"`` the image's best iterate by the objective is returned.
+        ``optimizer="apgd"`` the image's best iterate is returned: by the success score the
+        objective writes to ``scores["last"]`` when it does, else by the objective.
         """
         delta = torch.zeros_like(images)
         if self.random_start:
@@ -277,7 +279,15 @@ class SegmentationAttack(Attack):
             delta = torch.rand(images.shape, generator=generator, device=images.device)
             delta = project(images, (2 * delta - 1) * self.eps, self.eps, allowed)
         if self.optimizer == "apgd":
-            return apgd(images, delta, objective, eps=self.eps, steps=self.steps, allowed=allowed)
+            return apgd(
+                images,
+                delta,
+                objective,
+                eps=self.eps,
+                steps=self.steps,
+                allowed=allowed,
+                scores=scores,
+            )
         with torch.enable_grad():  # also when the caller runs under torch.no_grad()
             for step in range(self.steps):
                 adv = (images + delta).requires_grad_(True)

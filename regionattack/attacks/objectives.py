@@ -116,6 +116,48 @@ def channel_distance(
     return (squared * channels.to(squared.dtype)).sum(dim=1) / scale
 
 
+def success_score(
+    predicted: torch.Tensor,
+    targets: torch.Tensor,
+    clean: torch.Tensor,
+    inside: torch.Tensor,
+    valid: torch.Tensor,
+    *,
+    targeted: bool = False,
+) -> torch.Tensor:
+    """How well each image's prediction meets a region attack's goal: higher is better.
+
+    The count of valid pixels inside the region that are broken (untargeted: not the target;
+    targeted: the target), then, as a tie-break below one pixel, minus the fraction of valid
+    outside pixels whose prediction changed from ``clean``. APGD keeps each image's iterate with the
+    highest score (not the highest loss, whose weights may change as pixels flip).
+
+    Args:
+        predicted: (N, H, W) predicted classes of the iterate.
+        targets: (N, H, W) classes to move away from (or, targeted, to reach).
+        clean: (N, H, W) clean prediction, which the outside should keep.
+        inside: (N or 1, H, W) bool region.
+        valid: (N, H, W) bool pixels that count.
+        targeted: Whether success is reaching the target.
+
+    Returns:
+        (N,) float scores.
+
+    Example:
+        >>> t = torch.tensor([[[0, 0, 1, 1]]])
+        >>> inside = torch.tensor([[[True, True, False, False]]])
+        >>> score = success_score(torch.tensor([[[1, 0, 1, 0]]]), t, t, inside, t >= 0)
+        >>> [round(v, 3) for v in score.tolist()]  # 1 broken inside, 1 of 2 changed outside
+        [0.667]
+    """
+    hit = predicted == targets if targeted else predicted != targets
+    inside = inside.expand_as(valid)
+    broken = (hit & inside & valid).flatten(1).sum(1).double()
+    outside = ~inside & valid
+    changed = ((predicted != clean) & outside).flatten(1).sum(1).double()
+    return (broken - changed / (outside.flatten(1).sum(1).double() + 1)).float()
+
+
 def project(
     images: torch.Tensor, delta: torch.Tensor, eps: float, allowed: torch.Tensor | None = None
 ) -> torch.Tensor:

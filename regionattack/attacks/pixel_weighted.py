@@ -5,10 +5,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from regionattack._checks import IGNORE_INDEX
 from regionattack.attacks.base import SegmentationAttack
-from regionattack.attacks.objectives import region_mean_weights, weighted_cross_entropy
-from regionattack.latent import model_logits
-from regionattack.regions import RegionLike
+from regionattack.attacks.objectives import (
+    region_mean_weights,
+    success_score,
+    weighted_cross_entropy,
+)
+from regionattack.latent import model_logits, predicted_classes
+from regionattack.regions import RegionLike, as_mask
 
 
 class PixelWeightedPGD(SegmentationAttack):
@@ -73,13 +78,31 @@ class PixelWeightedPGD(SegmentationAttack):
         allowed = self.perturbation_mask(images)
         network = self.network()
         sign = -1.0 if self.targeted else 1.0
+        size = tuple(images.shape[-2:])
+        chosen = self.region if region is None else region
+        inside = (
+            torch.ones(1, *size, dtype=torch.bool, device=images.device)
+            if chosen is None
+            else as_mask(chosen, size, images.shape[0], images.device)
+        )
+        valid = targets != IGNORE_INDEX
+        scores: dict[str, torch.Tensor] = {}
 
         def objective(adv: torch.Tensor, step: int) -> torch.Tensor:
             logits = model_logits(network(adv))
+            if self.optimizer == "apgd":  # the best iterate is chosen by success
+                scores["last"] = success_score(
+                    predicted_classes(logits.detach()),
+                    targets,
+                    clean,
+                    inside,
+                    valid,
+                    targeted=self.targeted,
+                )
             scale = self.pixel_scale(logits, targets, step)
             return sign * weighted_cross_entropy(logits, targets, weights * scale)
 
-        return self.finish(self.pgd(images, objective, allowed), original)
+        return self.finish(self.pgd(images, objective, allowed, scores), original)
 
     def pixel_scale(self, logits: torch.Tensor, targets: torch.Tensor, step: int) -> torch.Tensor:
         """(N, H, W) detached weights of each pixel's cross-entropy at ``step``."""

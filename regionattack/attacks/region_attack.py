@@ -13,6 +13,7 @@ from regionattack.attacks.base import SegmentationAttack
 from regionattack.attacks.objectives import (
     channel_distance,
     pixel_cross_entropies,
+    success_score,
     weighted_sum,
 )
 from regionattack.latent import (
@@ -241,6 +242,8 @@ class RegionAttack(SegmentationAttack):
             )
             scale = energy.clamp_min(1e-12)
 
+        scores: dict[str, torch.Tensor] = {}
+
         def objective(adv: torch.Tensor, step: int) -> torch.Tensor:
             del step
             loss = torch.zeros(n, device=adv.device)
@@ -250,6 +253,10 @@ class RegionAttack(SegmentationAttack):
                 with capture if use_channels else contextlib.nullcontext():
                     logits = model_logits(network(adv))
                 predicted = predicted_classes(logits.detach())
+                if self.optimizer == "apgd":  # the best iterate is chosen by success
+                    scores["last"] = success_score(
+                        predicted, targets, clean, inside, valid, targeted=self.targeted
+                    )
                 # one log-softmax serves both terms; their weights never overlap (inside/outside)
                 maps = (targets, clean) if self.outside_weight else (targets,)
                 inside_ce, *outside_ce = pixel_cross_entropies(logits, *maps)
@@ -267,4 +274,4 @@ class RegionAttack(SegmentationAttack):
                 loss = loss - channel_distance(z, ablated, torch.ones_like(selected), scale)
             return loss
 
-        return self.finish(self.pgd(images, objective, allowed), original)
+        return self.finish(self.pgd(images, objective, allowed, scores), original)
