@@ -74,18 +74,17 @@ class PixelWeightedPGD(SegmentationAttack):
         original = images
         images, labels, clean = self.prepare(images, labels)
         targets = self.attack_targets(images, labels, clean)
-        weights = region_mean_weights(self.region if region is None else region, targets)
+        chosen = self.region if region is None else region
+        weights = region_mean_weights(chosen, targets)
         allowed = self.perturbation_mask(images)
         network = self.network()
         sign = -1.0 if self.targeted else 1.0
-        size = tuple(images.shape[-2:])
-        chosen = self.region if region is None else region
+        size, valid = tuple(images.shape[-2:]), targets != IGNORE_INDEX
         inside = (
             torch.ones(1, *size, dtype=torch.bool, device=images.device)
             if chosen is None
             else as_mask(chosen, size, images.shape[0], images.device)
         )
-        valid = targets != IGNORE_INDEX
         scores: dict[str, torch.Tensor] = {}
 
         def objective(adv: torch.Tensor, step: int) -> torch.Tensor:
