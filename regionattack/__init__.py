@@ -8,6 +8,7 @@ attack chosen image regions with torchattacks-compatible attacks.
 from regionattack import metrics, regions
 from regionattack.ablation import ChannelAblation, ablate_channels
 from regionattack.attacks import (
+    SEA,
     CosPGD,
     PositionChannelAttack,
     RegionAttack,
@@ -32,6 +33,7 @@ __all__ = [
     "PositionChannelAttack",
     "RegionAttack",
     "RegionPGD",
+    "SEA",
     "SegPGD",
     "SegmentationAttack",
     "UniformNoise",

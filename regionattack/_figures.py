@@ -61,7 +61,10 @@ def plot_ablation(summary: list[dict], path: str | Path) -> None:
     halves.set(
         xlabel="channels zeroed (k)", ylabel="mIoU", title="Channels ranked for the left half"
     )
-    halves.legend(fontsize=8)
+    if halves.lines:
+        halves.legend(fontsize=8)
+    else:
+        halves.text(0.5, 0.5, "no left-half ranking run", ha="center", transform=halves.transAxes)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 

@@ -176,8 +176,9 @@ def _add_bench(commands) -> None:
         "--attacks",
         type=lambda text: tuple(text.split(",")),
         default=ATTACKS,
-        help=f"comma-separated subset of {','.join(ATTACKS)}; RegionAttack[OBJECTIVE] sets "
-        "RegionAttack's objective (segmentation, channels, both)",
+        help=f"comma-separated subset of {','.join(ATTACKS)}; options in brackets joined by '+': "
+        "an optimizer (CosPGD[apgd]), RegionAttack's objective (RegionAttack[channels+apgd]), "
+        "SEA's losses (SEA[mce])",
     )
     bench.add_argument(
         "--attack-region", default="left", help="left, right, top, bottom, center, cell"

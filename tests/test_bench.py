@@ -402,8 +402,14 @@ def test_run_experiments_on_a_model_and_tensors_in_memory(tiny_segmenter, tmp_pa
         out=str(tmp_path),
         eps=(8 / 255,),
         attack_steps=2,
-        attacks=("RegionAttack[channels]", "RegionAttack", "PositionChannelAttack", "PGD"),
-        rankings=("flip", "gradient", "gradient-left"),
+        attacks=(
+            "RegionAttack[channels]",
+            "RegionAttack",
+            "PositionChannelAttack[apgd]",  # ranks its region although no ranking lists it
+            "SEA[mce]",
+            "PGD",
+        ),
+        rankings=("flip", "gradient"),
         random_draws=2,
         fidelity_channels=3,
         batch_size=4,
@@ -422,8 +428,34 @@ def test_run_experiments_on_a_model_and_tensors_in_memory(tiny_segmenter, tmp_pa
     assert results["clean"]["miou"] == pytest.approx(expected.miou())
     assert next(r for r in results["ablation"] if r["k"] == 0)["miou"] == results["clean"]["miou"]
     assert [r["attack"] for r in results["attacks"]] == list(config.attacks)
-    assert {r["region"] for r in results["ablation"]} == {"overall", "left"}
+    assert {r["region"] for r in results["ablation"]} == {"overall"}  # only listed rankings
     assert results["meta"]["model"]["latent_channels"] == 8
     assert len(results["fidelity"]["channels"]) == 3
     again = run_experiments(config, model, TensorDataset(images, labels))  # resumes
     assert numbers(again) == numbers(results)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("PGD", ("PGD", {})),
+        ("CosPGD[apgd]", ("CosPGD", {"optimizer": "apgd"})),
+        ("RegionAttack[both+apgd]", ("RegionAttack", {"objective": "both", "optimizer": "apgd"})),
+        ("SEA", ("SEA", {})),
+        ("SEA[mce-bal+js]", ("SEA", {"losses": ("mce-bal", "js")})),
+    ],
+)
+def test_attack_names_carry_their_options(name, expected):
+    from regionattack.bench.experiments import attack_name_parts
+
+    assert attack_name_parts(name) == expected
+
+
+@pytest.mark.parametrize(
+    "name", ["FGSM", "PGD[apgd]", "SEA[apgd]", "CosPGD[apgd+pgd]", "SEA[js+js]", "CosPGD[apgd"]
+)
+def test_attack_names_with_options_an_attack_does_not_take_are_refused(name):
+    from regionattack.bench.experiments import attack_name_parts
+
+    with pytest.raises(ValueError, match="unknown attack"):
+        attack_name_parts(name)

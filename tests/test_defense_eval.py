@@ -157,12 +157,13 @@ def _fail(*args, **kwargs):
     raise AssertionError("work started before the arguments were checked")
 
 
-def test_position_channel_attack_and_region_pgd_can_be_evaluated(models, data):
-    report = evaluate_defense(
-        models, data, attacks=("PositionChannelAttack", "RegionPGD"), eps=(8 / 255,), **FAST
-    )
-    assert set(report.models["trained"]["attacks"]) == {"PositionChannelAttack/8", "RegionPGD/8"}
-    assert "PositionChannelAttack 8/255" in report.table()
+def test_position_channel_attack_region_pgd_sea_and_apgd_peers_can_be_evaluated(models, data):
+    attacks = ("PositionChannelAttack[apgd]", "RegionPGD", "SEA", "CosPGD[apgd]")
+    report = evaluate_defense(models, data, attacks=attacks, eps=(8 / 255,), **FAST)
+    assert set(report.models["trained"]["attacks"]) == {f"{name}/8" for name in attacks}
+    assert "PositionChannelAttack[apgd] 8/255" in report.table()
+    sea = report.models["trained"]["attacks"]["SEA/8"]
+    assert 0 < sea["linf"] <= 8 / 255 + 1e-6
 
 
 @pytest.mark.parametrize(

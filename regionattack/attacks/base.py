@@ -258,6 +258,18 @@ class SegmentationAttack(Attack):
         return torch.where(keep, targets, labels)
 
     # ------------------------------------------------------------------ the PGD loop
+    def initial_delta(
+        self, images: torch.Tensor, radius: float, allowed: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The starting perturbation: uniform in the ``radius`` ball with ``random_start``, else 0."""
+        if not self.random_start:
+            return torch.zeros_like(images)
+        generator = (
+            None if self.seed is None else torch.Generator(images.device).manual_seed(self.seed)
+        )
+        delta = torch.rand(images.shape, generator=generator, device=images.device)
+        return project(images, (2 * delta - 1) * radius, radius, allowed)
+
     def pgd(
         self,
         images: torch.Tensor,
@@ -271,13 +283,7 @@ class SegmentationAttack(Attack):
         ``optimizer="apgd"`` the image's best iterate is returned: by the success score the
         objective writes to ``scores["last"]`` when it does, else by the objective.
         """
-        delta = torch.zeros_like(images)
-        if self.random_start:
-            generator = (
-                None if self.seed is None else torch.Generator(images.device).manual_seed(self.seed)
-            )
-            delta = torch.rand(images.shape, generator=generator, device=images.device)
-            delta = project(images, (2 * delta - 1) * self.eps, self.eps, allowed)
+        delta = self.initial_delta(images, self.eps, allowed)
         if self.optimizer == "apgd":
             return apgd(
                 images,

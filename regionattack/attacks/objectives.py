@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -67,6 +69,58 @@ def pixel_cross_entropies(logits: torch.Tensor, *targets: torch.Tensor) -> list[
         picked = log_probs.gather(1, index)[:, 0]
         losses.append(torch.where(target == IGNORE_INDEX, 0.0, -picked))
     return losses
+
+
+def js_divergence_to_one_hot(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    r"""Per-pixel Jensen-Shannon divergence (N, H, W) between the softmax and the one-hot target.
+
+    SEA's third loss (Croce, Singh & Hein, ECCV 2024). Against a one-hot vector it depends on the
+    target's probability :math:`p` alone:
+    :math:`\ln 2 + \tfrac12\,(p \ln p - (1 + p) \ln(1 + p))`, from 0 (``p = 1``) to
+    :math:`\ln 2` (``p = 0``): it stops growing once a pixel is confidently wrong, so the attack
+    turns to the pixels still right. Pixels labelled 255 get 0.
+
+    Example:
+        >>> logits = torch.tensor([[[[9.0, 0.0, 0.0]], [[0.0, 0.0, 9.0]]]])
+        >>> js = js_divergence_to_one_hot(logits, torch.tensor([[[0, 0, 255]]]))
+        >>> [round(v, 4) for v in js.flatten().tolist()]
+        [0.0, 0.2158, 0.0]
+    """
+    log_p = F.log_softmax(logits.float(), dim=1)
+    log_p = log_p.gather(1, targets.clamp(max=log_p.shape[1] - 1)[:, None])[:, 0]
+    p = log_p.exp()
+    js = math.log(2) + 0.5 * (p * log_p - (1 + p) * torch.log1p(p))
+    return torch.where(targets == IGNORE_INDEX, 0.0, js)
+
+
+def class_balanced_weights(targets: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
+    """Pixel weights (N, H, W) that give each class present in an image's region equal weight.
+
+    A valid pixel of class ``c`` inside the region weighs ``1 / (C * n_c)``, where ``n_c`` counts
+    the valid region pixels of class ``c`` in that image and ``C`` the classes present there, so
+    each image's weights sum to 1 (0 for an image with no valid region pixel) and a small object
+    weighs as much as the road around it: SEA's balanced masked cross-entropy.
+
+    Args:
+        targets: (N, H, W) int64 labels or clean predictions, 255 = ignore.
+        inside: (N or 1, H, W) bool region.
+
+    Example:
+        >>> weights = class_balanced_weights(torch.tensor([[[0, 0, 0, 1, 255]]]),
+        ...                                  torch.ones(1, 1, 5, dtype=torch.bool))
+        >>> [round(v, 4) for v in weights.flatten().tolist()]
+        [0.1667, 0.1667, 0.1667, 0.5, 0.0]
+    """
+    counted = (targets != IGNORE_INDEX) & inside.expand_as(targets)
+    classes = torch.where(counted, targets, 0).flatten(1)
+    counts = torch.zeros(
+        targets.shape[0], int(classes.max()) + 1 if classes.numel() else 1, device=targets.device
+    )
+    counts.scatter_add_(1, classes, counted.flatten(1).float())
+    present = (counts > 0).sum(dim=1, keepdim=True).clamp_min(1)
+    per_class = torch.where(counts > 0, 1.0 / (counts * present), 0.0)
+    weights = per_class.gather(1, classes) * counted.flatten(1)
+    return weights.view_as(targets)
 
 
 def region_mean_weights(region: RegionLike | None, targets: torch.Tensor) -> torch.Tensor:

@@ -43,9 +43,9 @@ from regionattack._files import write_atomic
 from regionattack._state import frozen
 from regionattack.bench.distributed import Workers
 from regionattack.bench.experiments import (
-    ATTACKS,
     Setting,
     ablation_sweep,
+    attack_name_parts,
     build_attack,
     channel_selections,
     evaluate_clean,
@@ -294,7 +294,9 @@ def evaluate_defense(
             :func:`~regionattack.with_normalization`) and returns (N, classes, H, W) logits.
         data: A Dataset of ``(image, label)`` pairs or a tuple ``(images, labels)``; labels use
             255 for ignored pixels.
-        attacks: Names from :data:`regionattack.bench.experiments.ATTACKS`.
+        attacks: Names from :data:`regionattack.bench.experiments.ATTACKS`, options in brackets
+            (``"SEA"``, ``"CosPGD[apgd]"``, see
+            :func:`~regionattack.bench.experiments.attack_name_parts`).
         eps: Attack radii (L-inf, images in [0, 1]: ``8 / 255``, not 8); step size eps / 4.
         region: Attacked and measured region: ``left``, ``right``, ``top``, ``bottom``,
             ``center`` or ``cell`` (the top-left quadrant).
@@ -336,9 +338,8 @@ def evaluate_defense(
     """
     models = _check_models(models)
     dataset = _as_dataset(data)
-    unknown = [name for name in attacks if name not in ATTACKS]
-    if unknown:
-        raise ValueError(f"unknown attack(s) {unknown}; choose from {list(ATTACKS)}")
+    for name in attacks:
+        attack_name_parts(name)
     eps = [check_radius(radius, "eps") for radius in eps]
     if not eps:
         raise ValueError("give at least one eps")
@@ -470,7 +471,7 @@ def _evaluate_model(name, setting: Setting, measure, settings: dict, mask) -> di
     rankings: dict[str, object] = {}  # the region's ranking, made only if an attack unit needs it
 
     def region_ranking(attack_name: str):
-        if attack_name != "PositionChannelAttack":
+        if attack_name_parts(attack_name)[0] != "PositionChannelAttack":
             return None
         if "region" not in rankings:
             rankings["region"] = rank(setting, "gradient", mask)

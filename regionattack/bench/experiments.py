@@ -46,6 +46,7 @@ ATTACKS = (
     "RegionPGD",
     "SegPGD",
     "CosPGD",
+    "SEA",
     "PGD",
     "UniformNoise",
 )
@@ -396,30 +397,58 @@ def run_attack(
     )
 
 
-def attack_name_parts(name: str) -> tuple[str, str | None]:
-    """Split an attack name of the suite into its class and option: ``"RegionAttack[channels]"``.
+def attack_name_parts(name: str) -> tuple[str, dict[str, object]]:
+    """Split an attack name of the suite into its class and constructor options.
 
-    The option in brackets is RegionAttack's objective (``segmentation``, ``channels``, ``both``);
-    the other attacks take none.
+    Options go in brackets, several joined by ``+``: an optimizer (``pgd``, ``apgd``) for the
+    attacks that take one (RegionAttack, RegionPGD, SegPGD, CosPGD, PositionChannelAttack),
+    RegionAttack's objective (``segmentation``, ``channels``, ``both``) and SEA's losses
+    (``mce``, ``mce-bal``, ``js``): ``"CosPGD[apgd]"``, ``"RegionAttack[channels+apgd]"``,
+    ``"SEA[mce]"`` (APGD on the masked cross-entropy alone).
 
     Raises:
-        ValueError: For an unknown attack or objective.
+        ValueError: For an unknown attack, an option the attack does not take, or an option
+            given twice.
 
     Example:
-        >>> attack_name_parts("RegionAttack[channels]"), attack_name_parts("PGD")
-        (('RegionAttack', 'channels'), ('PGD', None))
+        >>> attack_name_parts("RegionAttack[channels+apgd]")
+        ('RegionAttack', {'objective': 'channels', 'optimizer': 'apgd'})
+        >>> attack_name_parts("SEA[mce+js]"), attack_name_parts("PGD")
+        (('SEA', {'losses': ('mce', 'js')}), ('PGD', {}))
     """
+    from regionattack.attacks.base import OPTIMIZERS
     from regionattack.attacks.region_attack import OBJECTIVES
+    from regionattack.attacks.sea import SEA_LOSSES
 
     base, bracket, rest = str(name).partition("[")
-    option = rest[:-1] if bracket and rest.endswith("]") else None
-    valid = base in ATTACKS and (not bracket or (base == "RegionAttack" and option in OBJECTIVES))
-    if not valid:
+    if base not in ATTACKS or (bracket and not rest.endswith("]")):
         raise ValueError(
-            f"unknown attack {name!r}; choose from {list(ATTACKS)} (RegionAttack also as "
-            f"RegionAttack[objective], objective one of {list(OBJECTIVES)})"
+            f"unknown attack {name!r}; choose from {list(ATTACKS)}, with options in brackets "
+            "joined by '+' (e.g. CosPGD[apgd], RegionAttack[channels+apgd], SEA[mce])"
         )
-    return base, option
+    takes: dict[str, tuple[str, ...]] = {}
+    if base in ("RegionAttack", "RegionPGD", "SegPGD", "CosPGD", "PositionChannelAttack"):
+        takes["optimizer"] = OPTIMIZERS
+    if base == "RegionAttack":
+        takes["objective"] = OBJECTIVES
+    options: dict[str, object] = {}
+    losses: list[str] = []
+    for option in rest[:-1].split("+") if bracket else []:
+        if base == "SEA" and option in SEA_LOSSES and option not in losses:
+            losses.append(option)
+            continue
+        key = next((key for key, values in takes.items() if option in values), None)
+        if key is None or key in options:
+            allowed = [value for values in takes.values() for value in values]
+            allowed += list(SEA_LOSSES) if base == "SEA" else []
+            raise ValueError(
+                f"unknown attack option {option!r} in {name!r} (not an option of {base}, or given twice; "
+                f"options: {allowed or 'none'})"
+            )
+        options[key] = option
+    if losses:
+        options["losses"] = tuple(losses)
+    return base, options
 
 
 def build_attack(
@@ -436,19 +465,22 @@ def build_attack(
     """One attack of the suite at radius ``eps`` (step ``eps / 4``) against ``region``.
 
     ``PGD`` is ``torchattacks.PGD`` on the whole image; ``UniformNoise`` the reference of random
-    noise of the same radius on the whole image; ``RegionAttack[objective]`` sets
-    RegionAttack's objective; ``PositionChannelAttack`` needs the ``ranking`` of the region's
-    channels. ``options`` go to the attack's constructor (e.g. ``{"outside_weight": 2.0}``).
+    noise of the same radius on the whole image; ``SEA`` the region-masked ensemble (``steps``
+    APGD steps per loss); options in brackets set the optimizer, RegionAttack's objective or
+    SEA's losses (see :func:`attack_name_parts`); ``PositionChannelAttack`` needs the
+    ``ranking`` of the region's channels. ``options`` go to the attack's constructor (e.g.
+    ``{"outside_weight": 2.0}``).
 
     Example:
         >>> from regionattack.models import TinySegmenter
-        >>> attack = build_attack("PGD", TinySegmenter(), 8 / 255, None, steps=2, seed=0)
-        >>> type(attack).__name__
-        'PGD'
+        >>> attack = build_attack("CosPGD[apgd]", TinySegmenter(), 8 / 255, None, steps=2, seed=0)
+        >>> type(attack).__name__, attack.optimizer
+        ('CosPGD', 'apgd')
     """
     import torchattacks
 
     from regionattack.attacks import (
+        SEA,
         CosPGD,
         PositionChannelAttack,
         RegionAttack,
@@ -457,11 +489,12 @@ def build_attack(
         UniformNoise,
     )
 
-    base, objective = attack_name_parts(name)
+    base, named = attack_name_parts(name)
     check_radius(eps, "eps")
-    common = {"eps": eps, "alpha": eps / 4, "steps": steps, "seed": seed, **(options or {})}
+    given = {**named, **(options or {})}
+    common = {"eps": eps, "alpha": eps / 4, "steps": steps, "seed": seed, **given}
     if base == "RegionAttack":
-        return RegionAttack(model, region, objective=objective or "segmentation", **common)
+        return RegionAttack(model, region, **common)
     if base == "RegionPGD":
         return RegionPGD(model, region, **common)
     if base == "SegPGD":
@@ -472,10 +505,12 @@ def build_attack(
         if ranking is None:
             raise ValueError("PositionChannelAttack needs the ranking of the region's channels")
         return PositionChannelAttack(model, ranking, **common)
+    if base == "SEA":
+        return SEA(model, eps=eps, steps=steps, region=region, seed=seed, **given)
     if base == "UniformNoise":
-        return UniformNoise(model, eps=eps, seed=seed, **(options or {}))
-    if options:
-        raise ValueError(f"options are not used by torchattacks.PGD; got {options}")
+        return UniformNoise(model, eps=eps, seed=seed, **given)
+    if given:
+        raise ValueError(f"options are not used by torchattacks.PGD; got {given}")
     return torchattacks.PGD(model, eps=eps, alpha=eps / 4, steps=steps, random_start=True)
 
 

@@ -357,7 +357,9 @@ def _experiments(
 
     rankings: dict[str, ChannelRanking] = {}
     wanted = {name: RANKINGS[name] for name in config.rankings}
-    if "PositionChannelAttack" in config.attacks:  # ranks the attack's region when not listed
+    if any(
+        attack_name_parts(name)[0] == "PositionChannelAttack" for name in config.attacks
+    ):  # ranks the attack's region when not listed
         wanted.setdefault(f"gradient-{config.attack_region}", ("gradient", config.attack_region))
     for name, (method, region) in wanted.items():
         key = f"ranking/{name}"
