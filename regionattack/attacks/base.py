@@ -51,7 +51,7 @@ from regionattack.regions import RegionLike, as_mask
 logger = logging.getLogger(__name__)
 
 _NORMALIZATION_SLACK = 1e-4
-OPTIMIZERS = ("pgd", "apgd")
+OPTIMIZERS = ("pgd", "pgd-decay", "apgd")
 
 
 class SegmentationAttack(Attack):
@@ -71,9 +71,11 @@ class SegmentationAttack(Attack):
         random_start: Start from a uniform random point in the allowed ball.
         seed: Seed for the random start (reproducible runs), an int; None uses torch's global
             generator.
-        optimizer: ``"pgd"`` (fixed step ``alpha``) or ``"apgd"`` (APGD: step from ``2 * eps``
-            halved where the objective stalls, momentum, the best iterate by the objective;
-            ``alpha`` is not used), see :mod:`regionattack.attacks.apgd`.
+        optimizer: ``"pgd"`` (fixed step ``alpha``), ``"pgd-decay"`` (the step decays
+            linearly from ``2 * alpha`` to ``2 * alpha / steps``, about ``alpha`` on average;
+            see :meth:`step_size`) or ``"apgd"`` (APGD: step from ``2 * eps`` halved where the
+            objective stalls, momentum, the best iterate by the objective; ``alpha`` is not
+            used), see :mod:`regionattack.attacks.apgd`.
 
     Raises:
         TypeError: If ``model`` is not an ``nn.Module``, a setting is not a number / int, or
@@ -299,8 +301,22 @@ class SegmentationAttack(Attack):
                 adv = (images + delta).requires_grad_(True)
                 loss = objective(adv, step).sum()
                 (grad,) = torch.autograd.grad(loss, adv)
-                delta = project(images, delta + self.alpha * grad.sign(), self.eps, allowed)
+                delta = project(
+                    images, delta + self.step_size(step) * grad.sign(), self.eps, allowed
+                )
         return (images + delta).detach()
+
+    def step_size(self, step: int) -> float:
+        """The PGD step at iteration ``step`` (0-based).
+
+        ``alpha`` for ``optimizer="pgd"``; for ``"pgd-decay"`` ``2 * alpha * (1 - step / steps)``,
+        from twice ``alpha`` down to ``2 * alpha / steps``: large steps while the attack moves
+        far, small ones at the end, so the last iterate settles instead of jumping across the
+        pixels it should keep.
+        """
+        if self.optimizer == "pgd-decay":
+            return 2 * self.alpha * (1 - step / self.steps)
+        return self.alpha
 
     @staticmethod
     def finish(adv: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

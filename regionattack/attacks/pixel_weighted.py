@@ -30,7 +30,8 @@ class PixelWeightedPGD(SegmentationAttack):
         random_start: Start from a uniform random point.
         perturb_region: Where the perturbation may be non-zero (default: everywhere).
         seed: Seed for the random start.
-        optimizer: ``"pgd"`` or ``"apgd"`` (see :class:`~regionattack.SegmentationAttack`).
+        optimizer: ``"pgd"``, ``"pgd-decay"`` or ``"apgd"`` (see
+            :class:`~regionattack.SegmentationAttack`).
 
     Raises:
         ValueError: If ``region`` or ``perturb_region`` is an unknown name, or a setting is out of

@@ -35,7 +35,8 @@ class PositionChannelAttack(SegmentationAttack):
         k: Channels taken from a ranking (default: 5% of the channels).
         layer: Latent layer name (default: the architecture's).
         seed: Seed for the random start (an int or None).
-        optimizer: ``"pgd"`` or ``"apgd"`` (see :class:`~regionattack.SegmentationAttack`).
+        optimizer: ``"pgd"``, ``"pgd-decay"`` or ``"apgd"`` (see
+            :class:`~regionattack.SegmentationAttack`).
 
     Raises:
         TypeError: If ``channels`` is not a selection (see

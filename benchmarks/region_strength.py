@@ -1,0 +1,261 @@
+"""How strong inside and how quiet outside each region attack is, over eps, steps and seeds.
+
+For every attack variant, radius, step count and attack seed, the left half of the first
+``--images`` images of a CamVid split is attacked (labels as targets) and four numbers are kept:
+the mIoU drop inside and outside the region, and the fraction of valid pixels whose predicted
+class changed inside and outside. Uniform noise of the same radius is measured in the same run:
+the outside changed fraction of an attack is read next to it, not as a ratio whose denominator
+can be near zero. Rows are written to ``--out`` after each unit (a rerun resumes; another model,
+other images or other settings are refused), and ``--figure`` draws drop inside against drop
+outside and against the outside changed fraction (mean and spread over seeds, one panel per
+radius, RegionAttack's ``outside_weight`` sweep joined by a line)::
+
+    python -m benchmarks.region_strength --checkpoint checkpoints/demo-camvid-s0.pt \\
+        --root ../shared/data/camvid --images 32 --eps 2/255,4/255,8/255 --steps 10 \\
+        --seeds 0,1,2 --out benchmarks/results/region_strength-demo.json \\
+        --figure docs/results/region_strength-demo.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+from torch.utils.data import Subset
+
+from regionattack._checks import state_digest
+from regionattack._files import write_json
+from regionattack.bench.environment import environment
+from regionattack.bench.experiments import (
+    Setting,
+    build_attack,
+    radius_label,
+    region_mask,
+    run_attack,
+    summarize_attack,
+)
+from regionattack.bench.identity import data_identity
+from regionattack.cli import parse_radii
+from regionattack.data import load_dataset
+from regionattack.models import build_from_checkpoint
+
+#: label -> (attack name of the suite, constructor options); the trade-off knob of RegionAttack
+#: is ``outside_weight`` (the weight of the term that keeps the outside's prediction), swept with
+#: the step that decays linearly (``pgd-decay``).
+VARIANTS: dict[str, tuple[str, dict]] = {
+    "UniformNoise": ("UniformNoise", {}),
+    "RegionPGD": ("RegionPGD", {}),
+    "CosPGD": ("CosPGD", {}),
+    "CosPGD[pgd-decay]": ("CosPGD[pgd-decay]", {}),
+    "CosPGD[apgd]": ("CosPGD[apgd]", {}),
+    "APGD-MCE": ("SEA[mce]", {}),
+    "SEA": ("SEA", {}),
+    "RegionAttack[pgd]": ("RegionAttack[pgd]", {}),
+    "RegionAttack[apgd]": ("RegionAttack[apgd]", {}),
+    "RegionAttack ow=0.3": ("RegionAttack[pgd-decay]", {"outside_weight": 0.3}),
+    "RegionAttack ow=1": ("RegionAttack[pgd-decay]", {}),
+    "RegionAttack ow=3": ("RegionAttack[pgd-decay]", {"outside_weight": 3.0}),
+    "RegionAttack perturb=region": ("RegionAttack[pgd-decay]", {"perturb_region": "left"}),
+}
+DEFAULT_VARIANTS = tuple(name for name in VARIANTS if name != "SEA")
+KEPT = ("drop_inside", "drop_outside", "changed_inside", "changed_outside", "specificity")
+
+
+def unit_key(variant: str, eps: float, steps: int, seed: int) -> str:
+    """The key of one measurement in the results file.
+
+    Example:
+        >>> unit_key("CosPGD", 8 / 255, 10, 0)
+        'CosPGD/8/10/0'
+    """
+    return f"{variant}/{radius_label(eps)}/{steps}/{seed}"
+
+
+def summarize(rows: dict[str, dict], variant: str, eps: float, steps: int) -> dict[str, float]:
+    """Mean and (population) standard deviation over seeds of each kept number of a variant.
+
+    Example:
+        >>> rows = {"a/8/10/0": {"variant": "a", "eps": 8 / 255, "steps": 10, "drop_inside": 0.2},
+        ...         "a/8/10/1": {"variant": "a", "eps": 8 / 255, "steps": 10, "drop_inside": 0.4}}
+        >>> summary = summarize(rows, "a", 8 / 255, 10)
+        >>> round(summary["drop_inside"], 3), round(summary["drop_inside_std"], 3), summary["seeds"]
+        (0.3, 0.1, 2)
+    """
+    chosen = [
+        row
+        for row in rows.values()
+        if (row["variant"], radius_label(row["eps"]), row["steps"])
+        == (variant, radius_label(eps), steps)
+    ]
+    summary: dict[str, float] = {"seeds": len(chosen)}
+    for name in KEPT:
+        values = [row[name] for row in chosen if name in row]
+        if values:
+            summary[name] = statistics.fmean(values)
+            summary[f"{name}_std"] = statistics.pstdev(values)
+    return summary
+
+
+def table(record: dict) -> str:
+    """A Markdown table: one row per variant, radius and step count (mean ± std over seeds)."""
+    settings = record["settings"]
+    lines = [
+        "| attack | eps | steps | seeds | drop inside | drop outside | changed inside | "
+        "changed outside | noise changed outside | specificity |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for steps in settings["steps"]:
+        for eps in settings["eps"]:
+            noise = summarize(record["rows"], "UniformNoise", eps, steps)
+            for variant in settings["variants"]:
+                s = summarize(record["rows"], variant, eps, steps)
+                if not s["seeds"]:
+                    continue
+                cells = [
+                    f"{s[name]:.3f} ± {s[name + '_std']:.3f}"
+                    for name in ("drop_inside", "drop_outside", "changed_inside", "changed_outside")
+                ]
+                reference = f"{noise['changed_outside']:.3f}" if noise["seeds"] else "-"
+                lines.append(
+                    f"| {variant} | {radius_label(eps)}/255 | {steps} | {s['seeds']} | "
+                    f"{' | '.join(cells)} | {reference} | {s['specificity']:.1f} |"
+                )
+    return "\n".join(lines)
+
+
+def figure(record: dict, path: Path) -> None:
+    """Drop inside vs drop outside and vs outside changed fraction, one column per radius."""
+    from matplotlib.figure import Figure
+
+    settings = record["settings"]
+    radii = settings["eps"]
+    fig = Figure(figsize=(4.2 * len(radii), 7.6))
+    axes = fig.subplots(2, len(radii), squeeze=False)
+    steps_markers = dict(zip(settings["steps"], "os^", strict=False))
+    colors = {}
+    for column, eps in enumerate(radii):
+        for row, x_name in enumerate(("drop_outside", "changed_outside")):
+            ax = axes[row][column]
+            for steps in settings["steps"]:
+                knob = []
+                for variant in settings["variants"]:
+                    s = summarize(record["rows"], variant, eps, steps)
+                    if not s["seeds"]:
+                        continue
+                    if x_name == "changed_outside" and variant == "UniformNoise":
+                        ax.axvline(s[x_name], color="grey", ls=":", lw=1)
+                    color = colors.setdefault(variant, f"C{len(colors) % 10}")
+                    ax.errorbar(
+                        s[x_name],
+                        s["drop_inside"],
+                        xerr=s[f"{x_name}_std"],
+                        yerr=s["drop_inside_std"],
+                        fmt=steps_markers.get(steps, "o"),
+                        color=color,
+                        label=f"{variant} ({steps} steps)" if column == 0 and row == 0 else None,
+                        ms=5,
+                        capsize=2,
+                    )
+                    if variant.startswith("RegionAttack ow="):
+                        knob.append((s[x_name], s["drop_inside"]))
+                if knob:
+                    ax.plot(*zip(*knob, strict=True), "-", color="k", lw=0.8, alpha=0.5)
+            ax.set(
+                xlabel="mIoU drop outside"
+                if row == 0
+                else "outside pixels changed (dotted: noise)",
+                ylabel="mIoU drop inside",
+                title=f"eps {radius_label(eps)}/255",
+            )
+            ax.grid(alpha=0.3)
+    fig.legend(loc="lower center", ncol=4, fontsize=7)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    """Measure every unit not in ``--out`` yet; print the table; draw the figure."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--root", required=True)
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--images", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--eps", type=parse_radii, default=(8 / 255,), help="e.g. 2/255,8/255")
+    parser.add_argument("--steps", type=lambda t: [int(s) for s in t.split(",")], default=[10])
+    parser.add_argument("--seeds", type=lambda t: [int(s) for s in t.split(",")], default=[0])
+    parser.add_argument(
+        "--variants",
+        type=lambda t: t.split(","),
+        default=list(DEFAULT_VARIANTS),
+        help=f"comma-separated subset of: {', '.join(VARIANTS)}",
+    )
+    parser.add_argument("--out", required=True, help="results JSON (resumed when present)")
+    parser.add_argument("--figure", help="PNG of the trade-off")
+    args = parser.parse_args()
+    unknown = [name for name in args.variants if name not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
+
+    model, meta = build_from_checkpoint(args.checkpoint)
+    size = tuple(meta["size"])
+    dataset = load_dataset("camvid", args.root, args.split, size=size)
+    count = min(args.images, len(dataset))
+    images = Subset(dataset, range(count))
+    left = region_mask("left", size)
+    setting = Setting(model.eval(), images, args.batch_size, len(dataset.classes), {"region": left})
+    identity = {
+        "model_state": state_digest(model),
+        "data": data_identity(dataset, count),
+        "region": "left",
+        "batch_size": args.batch_size,
+    }
+    out = Path(args.out)
+    record = json.loads(out.read_text()) if out.exists() else {"identity": identity, "rows": {}}
+    if record["identity"] != identity:
+        differs = [k for k in identity if record["identity"].get(k) != identity[k]]
+        parser.error(f"{out} holds results of another setting (differs in: {differs})")
+    # the variants, radii and steps of every run so far, in the order first given
+    settings = record.setdefault("settings", {"variants": [], "eps": [], "steps": []})
+    for name, values in (("variants", args.variants), ("eps", args.eps), ("steps", args.steps)):
+        settings[name] += [v for v in values if v not in settings[name]]
+    record["environment"] = environment()
+    for steps in args.steps:
+        for eps in args.eps:
+            for variant in args.variants:
+                for seed in args.seeds:
+                    key = unit_key(variant, eps, steps, seed)
+                    if key in record["rows"]:
+                        continue
+                    name, options = VARIANTS[variant]
+                    attack = build_attack(
+                        name, model, eps, left, steps=steps, seed=seed, options=options
+                    )
+                    outcome = run_attack(setting, attack, left, description=key, seed=seed)
+                    summary = summarize_attack(outcome)
+                    record["rows"][key] = {
+                        "variant": variant,
+                        "eps": eps,
+                        "steps": steps,
+                        "seed": seed,
+                        "date": time.strftime("%F"),
+                        **{k: summary[k] for k in (*KEPT, "seconds_per_image", "images")},
+                    }
+                    write_json(out, record, indent=1)
+                    print(
+                        f"{key:45s} in {summary['drop_inside']:.3f} out "
+                        f"{summary['drop_outside']:.4f} changed out "
+                        f"{summary['changed_outside']:.4f}",
+                        flush=True,
+                    )
+    print(table(record))
+    if args.figure:
+        figure(record, Path(args.figure))
+
+
+if __name__ == "__main__":
+    main()
