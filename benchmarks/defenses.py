@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from regionattack.bench.defense import DEFENSE_ATTACKS, evaluate_defense
-from regionattack.bench.experiments import ATTACKS, REGION_NAMES
+from regionattack.bench.experiments import ATTACKS, REGION_NAMES, attack_name_parts
 from regionattack.cli import parse_radius, parse_size
 from regionattack.data import DATASETS, check_size_divisible, load_dataset
 from regionattack.models import build_from_checkpoint
@@ -37,6 +37,15 @@ def parse_named_path(text: str) -> tuple[str, str]:
     if not sep or not name or not path or "/" in name:
         raise argparse.ArgumentTypeError(f"expected NAME=FILE (NAME without '/'); got {text!r}")
     return name, path
+
+
+def parse_attack(text: str) -> str:
+    """An attack name of the suite, options in brackets allowed (``CosPGD[apgd]``, ``SEA``)."""
+    try:
+        attack_name_parts(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,7 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-images", type=int, default=None)
     parser.add_argument("--attack-images", type=int, default=None)
     parser.add_argument("--probe-images", type=int, default=64)
-    parser.add_argument("--attacks", nargs="+", choices=ATTACKS, default=list(DEFENSE_ATTACKS))
+    parser.add_argument(
+        "--attacks",
+        nargs="+",
+        type=parse_attack,
+        default=list(DEFENSE_ATTACKS),
+        help=f"any of {' '.join(ATTACKS)}; options in brackets joined by '+' (CosPGD[apgd], "
+        "RegionAttack[channels+apgd], SEA[mce])",
+    )
     parser.add_argument(
         "--eps",
         type=parse_radius,

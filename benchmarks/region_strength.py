@@ -108,7 +108,7 @@ def table(record: dict) -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for steps in settings["steps"]:
-        for eps in settings["eps"]:
+        for eps in sorted(settings["eps"]):
             noise = summarize(record["rows"], "UniformNoise", eps, steps)
             for variant in settings["variants"]:
                 s = summarize(record["rows"], variant, eps, steps)
@@ -128,14 +128,17 @@ def table(record: dict) -> str:
 
 def figure(record: dict, path: Path) -> None:
     """Drop inside vs drop outside and vs outside changed fraction, one column per radius."""
+    import matplotlib
     from matplotlib.figure import Figure
 
     settings = record["settings"]
-    radii = settings["eps"]
+    radii = sorted(settings["eps"])
     fig = Figure(figsize=(4.2 * len(radii), 7.6))
     axes = fig.subplots(2, len(radii), squeeze=False)
     steps_markers = dict(zip(settings["steps"], "os^", strict=False))
-    colors = {}
+    colors: dict[str, object] = {}
+    labelled: set[str] = set()
+    palette = matplotlib.colormaps["tab20"]
     for column, eps in enumerate(radii):
         for row, x_name in enumerate(("drop_outside", "changed_outside")):
             ax = axes[row][column]
@@ -147,7 +150,7 @@ def figure(record: dict, path: Path) -> None:
                         continue
                     if x_name == "changed_outside" and variant == "UniformNoise":
                         ax.axvline(s[x_name], color="grey", ls=":", lw=1)
-                    color = colors.setdefault(variant, f"C{len(colors) % 10}")
+                    color = colors.setdefault(variant, palette(len(colors) % 20))
                     ax.errorbar(
                         s[x_name],
                         s["drop_inside"],
@@ -155,7 +158,7 @@ def figure(record: dict, path: Path) -> None:
                         yerr=s["drop_inside_std"],
                         fmt=steps_markers.get(steps, "o"),
                         color=color,
-                        label=f"{variant} ({steps} steps)" if column == 0 and row == 0 else None,
+                        label=_once(labelled, f"{variant} ({steps} steps)"),
                         ms=5,
                         capsize=2,
                     )
@@ -175,6 +178,14 @@ def figure(record: dict, path: Path) -> None:
     fig.tight_layout(rect=(0, 0.12, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
+
+
+def _once(seen: set[str], label: str) -> str | None:
+    """``label`` the first time it is seen (one legend entry per series), else None."""
+    if label in seen:
+        return None
+    seen.add(label)
+    return label
 
 
 def main() -> None:

@@ -204,7 +204,10 @@ def test_normalization_paths_agree(images):
     atk.set_normalization_used(mean, std)
     m, s = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
     adv_normalized = atk((images - m) / s)  # torchattacks convention: normalized in, normalized out
-    assert torch.allclose(adv_normalized * s + m, adv_wrapped, atol=1e-5)
+    # The two paths see the images up to float rounding ((x - m) / s * s + m), so a gradient that
+    # is zero up to rounding may take the other sign: allow a few such pixels, no more.
+    differs = ((adv_normalized * s + m) - adv_wrapped).abs() > 1e-5
+    assert int(differs.sum()) <= differs.numel() // 1000, int(differs.sum())
     assert "normalization_used=True" in repr(atk)
 
 
@@ -292,7 +295,8 @@ def test_targeted_channels_objective_needs_no_target_map(tiny_segmenter, images)
 
 
 def reference_region_attack(model, images, labels, *, eps, alpha, steps, seed):
-    """RegionAttack's default objective written out plainly: argmax, two F.cross_entropy calls."""
+    """RegionAttack's defaults written out plainly: argmax, two F.cross_entropy calls, the step
+    decaying linearly from 2 * alpha."""
     done_weight, flipped_weight, outside_weight = 0.1, 4.0, 1.0
     with torch.no_grad():
         clean = model(images).argmax(dim=1)
@@ -301,7 +305,7 @@ def reference_region_attack(model, images, labels, *, eps, alpha, steps, seed):
     inside_w, outside_w = mean_weights(torch.stack([inside, ~inside]), valid)
     delta = torch.rand(images.shape, generator=torch.Generator().manual_seed(seed))
     delta = project(images, (2 * delta - 1) * eps, eps)
-    for _ in range(steps):
+    for step in range(steps):
         adv = (images + delta).requires_grad_(True)
         logits = model(adv)
         predicted = logits.detach().argmax(dim=1)
@@ -312,7 +316,7 @@ def reference_region_attack(model, images, labels, *, eps, alpha, steps, seed):
         loss = (inside_ce * (inside_w * inside_scale)).flatten(1).sum(dim=1)
         loss = loss - outside_weight * (outside_ce * (outside_w * outside_scale)).flatten(1).sum(1)
         (grad,) = torch.autograd.grad(loss.sum(), adv)
-        delta = project(images, delta + alpha * grad.sign(), eps)
+        delta = project(images, delta + 2 * alpha * (1 - step / steps) * grad.sign(), eps)
     return (images + delta).detach()
 
 
