@@ -181,6 +181,14 @@ class SegmentationAttack(Attack):
             if isinstance(region, str):
                 as_mask(region, (2, 2))
 
+    @staticmethod
+    def inside_mask(region: RegionLike | None, images: torch.Tensor) -> torch.Tensor:
+        """(N or 1, H, W) bool mask of the attacked region; the whole image when None."""
+        size = tuple(images.shape[-2:])
+        if region is None:
+            return torch.ones(1, *size, dtype=torch.bool, device=images.device)
+        return as_mask(region, size, images.shape[0], images.device)
+
     def perturbation_mask(self, images: torch.Tensor) -> torch.Tensor | None:
         """(N, H, W) pixels ``perturb_region`` lets the perturbation touch; None: all of them."""
         region = getattr(self, "perturb_region", None)

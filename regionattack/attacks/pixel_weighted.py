@@ -13,7 +13,7 @@ from regionattack.attacks.objectives import (
     weighted_cross_entropy,
 )
 from regionattack.latent import model_logits, predicted_classes
-from regionattack.regions import RegionLike, as_mask
+from regionattack.regions import RegionLike
 
 
 class PixelWeightedPGD(SegmentationAttack):
@@ -80,12 +80,8 @@ class PixelWeightedPGD(SegmentationAttack):
         allowed = self.perturbation_mask(images)
         network = self.network()
         sign = -1.0 if self.targeted else 1.0
-        size, valid = tuple(images.shape[-2:]), targets != IGNORE_INDEX
-        inside = (
-            torch.ones(1, *size, dtype=torch.bool, device=images.device)
-            if chosen is None
-            else as_mask(chosen, size, images.shape[0], images.device)
-        )
+        valid = targets != IGNORE_INDEX
+        inside = self.inside_mask(chosen, images)
         scores: dict[str, torch.Tensor] = {}
 
         def objective(adv: torch.Tensor, step: int) -> torch.Tensor:

@@ -20,7 +20,7 @@ from regionattack.attacks.objectives import (
 )
 from regionattack.latent import model_logits, predicted_classes
 from regionattack.ranking import mean_weights
-from regionattack.regions import RegionLike, as_mask
+from regionattack.regions import RegionLike
 
 SEA_LOSSES = ("mce", "mce-bal", "js")
 _RADIUS_SCHEDULE = ((2.0, 0.3), (1.5, 0.3), (1.0, 0.4))
@@ -137,13 +137,7 @@ class SEA(SegmentationAttack):
         images, labels, clean = self.prepare(images, labels)
         targets = clean if labels is None else labels
         valid = targets != IGNORE_INDEX
-        chosen = self.region if region is None else region
-        size = tuple(images.shape[-2:])
-        inside = (
-            torch.ones(1, *size, dtype=torch.bool, device=images.device)
-            if chosen is None
-            else as_mask(chosen, size, images.shape[0], images.device)
-        )
+        inside = self.inside_mask(self.region if region is None else region, images)
         allowed = self.perturbation_mask(images)
         network = self.network()
 
