@@ -141,10 +141,11 @@ class SEA(SegmentationAttack):
         allowed = self.perturbation_mask(images)
         network = self.network()
 
-        def score(adv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        def score(adv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            """Logits, predicted classes and success score of ``adv`` (one forward pass)."""
             logits = model_logits(network(adv))
             predicted = predicted_classes(logits.detach())
-            return logits, success_score(predicted, targets, clean, inside, valid)
+            return logits, predicted, success_score(predicted, targets, clean, inside, valid)
 
         worst, worst_score = images, torch.full((images.shape[0],), -float("inf"))
         worst_score = worst_score.to(images.device)
@@ -156,7 +157,7 @@ class SEA(SegmentationAttack):
             )
             adv = self._run(images, loss, pixel_weights, targets, allowed, score)
             with torch.no_grad():
-                _, final = score(adv)
+                final = score(adv)[2]
             better = final > worst_score
             worst = torch.where(better.view(-1, 1, 1, 1), adv, worst)
             worst_score = torch.maximum(final, worst_score)
@@ -169,19 +170,18 @@ class SEA(SegmentationAttack):
         pixel_weights: torch.Tensor,
         targets: torch.Tensor,
         allowed: torch.Tensor | None,
-        score: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+        score: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
     ) -> torch.Tensor:
         """One APGD run on ``loss`` through the radius schedule; the last stage's best iterate."""
         scores: dict[str, torch.Tensor] = {}
 
         def objective(adv: torch.Tensor, step: int) -> torch.Tensor:
             del step
-            logits, scores["last"] = score(adv)
+            logits, predicted, scores["last"] = score(adv)
             if loss == "js":
                 return weighted_sum(js_divergence_to_one_hot(logits, targets), pixel_weights)
             (cross_entropy,) = pixel_cross_entropies(logits, targets)
-            still_right = predicted_classes(logits.detach()) == targets
-            return weighted_sum(cross_entropy, pixel_weights * still_right)
+            return weighted_sum(cross_entropy, pixel_weights * (predicted == targets))
 
         schedule = sea_schedule(self.steps, self.eps)
         delta = self.initial_delta(images, schedule[0][0], allowed)
