@@ -6,7 +6,6 @@ import torch
 from torch import nn
 
 from regionattack.attacks.base import SegmentationAttack
-from regionattack.attacks.objectives import project
 from regionattack.regions import RegionLike
 
 
@@ -50,11 +49,5 @@ class UniformNoise(SegmentationAttack):
         del labels
         original = images
         images = self.prepare_images(images)
-        generator = (
-            None if self.seed is None else torch.Generator(images.device).manual_seed(self.seed)
-        )
-        noise = torch.rand(images.shape, generator=generator, device=images.device)
-        delta = project(
-            images, (2 * noise - 1) * self.eps, self.eps, self.perturbation_mask(images)
-        )
+        delta = self.initial_delta(images, self.eps, self.perturbation_mask(images))
         return self.finish(images + delta, original)
