@@ -44,7 +44,8 @@ from regionattack.models import build_from_checkpoint
 
 #: label -> (attack name of the suite, constructor options); the trade-off knob of RegionAttack
 #: is ``outside_weight`` (the weight of the term that keeps the outside's prediction), swept with
-#: the step that decays linearly (``pgd-decay``).
+#: the outside term as cross-entropy (``ow=``) and as the margin hinge (``margin ow=``,
+#: ``outside_margin=0.1``), both with the step that decays linearly (``pgd-decay``).
 VARIANTS: dict[str, tuple[str, dict]] = {
     "UniformNoise": ("UniformNoise", {}),
     "RegionPGD": ("RegionPGD", {}),
@@ -58,6 +59,10 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "RegionAttack ow=0.3": ("RegionAttack[pgd-decay]", {"outside_weight": 0.3}),
     "RegionAttack ow=1": ("RegionAttack[pgd-decay]", {}),
     "RegionAttack ow=3": ("RegionAttack[pgd-decay]", {"outside_weight": 3.0}),
+    "RegionAttack margin ow=0.3": ("RegionAttack", {"outside_margin": 0.1, "outside_weight": 0.3}),
+    "RegionAttack margin ow=1": ("RegionAttack", {"outside_margin": 0.1}),
+    "RegionAttack margin ow=3": ("RegionAttack", {"outside_margin": 0.1, "outside_weight": 3.0}),
+    "RegionAttack margin ow=10": ("RegionAttack", {"outside_margin": 0.1, "outside_weight": 10.0}),
     "RegionAttack perturb=region": ("RegionAttack[pgd-decay]", {"perturb_region": "left"}),
 }
 DEFAULT_VARIANTS = tuple(name for name in VARIANTS if name != "SEA")
@@ -143,7 +148,7 @@ def figure(record: dict, path: Path) -> None:
         for row, x_name in enumerate(("drop_outside", "changed_outside")):
             ax = axes[row][column]
             for steps in settings["steps"]:
-                knob = []
+                sweeps: dict[str, list[tuple[float, float]]] = {}
                 for variant in settings["variants"]:
                     s = summarize(record["rows"], variant, eps, steps)
                     if not s["seeds"]:
@@ -162,10 +167,11 @@ def figure(record: dict, path: Path) -> None:
                         ms=5,
                         capsize=2,
                     )
-                    if variant.startswith("RegionAttack ow="):
-                        knob.append((s[x_name], s["drop_inside"]))
-                if knob:
-                    ax.plot(*zip(*knob, strict=True), "-", color="k", lw=0.8, alpha=0.5)
+                    if " ow=" in variant:  # one line per sweep of outside_weight
+                        sweep = sweeps.setdefault(variant.split(" ow=")[0], [])
+                        sweep.append((s[x_name], s["drop_inside"]))
+                for sweep in sweeps.values():
+                    ax.plot(*zip(*sweep, strict=True), "-", color="k", lw=0.8, alpha=0.5)
             ax.set(
                 xlabel="mIoU drop outside"
                 if row == 0

@@ -18,6 +18,7 @@ from regionattack.attacks import (
     UniformNoise,
 )
 from regionattack.latent import find_layer, latent_of
+from regionattack.maps import VulnerabilityMap, vulnerability_map
 from regionattack.metrics import ConfusionMatrix, region_miou
 from regionattack.normalization import NormalizedModel, with_normalization
 from regionattack.ranking import ChannelRanking, rank_channels
@@ -37,6 +38,7 @@ __all__ = [
     "SegPGD",
     "SegmentationAttack",
     "UniformNoise",
+    "VulnerabilityMap",
     "ablate_channels",
     "find_layer",
     "latent_of",
@@ -44,5 +46,6 @@ __all__ = [
     "rank_channels",
     "region_miou",
     "regions",
+    "vulnerability_map",
     "with_normalization",
 ]

@@ -108,3 +108,42 @@ def plot_attacks(
                 ax.set_title(title, fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+def plot_vulnerability_map(
+    cells: torch.Tensor,
+    measures: dict[str, torch.Tensor],
+    image: torch.Tensor | None = None,
+    path: str | Path | None = None,
+) -> Figure:
+    """One heat map per measure, each cell painted with its value over ``image`` (3, H, W).
+
+    Cells are painted in order, so where user masks overlap the later one shows. NaN cells (no
+    valid pixel) stay transparent. Returns the figure; writes it to ``path`` when given.
+    """
+    fig = Figure(figsize=(3.6 * len(measures), 3.4))
+    axes = fig.subplots(1, len(measures), squeeze=False)[0]
+    height, width = cells.shape[-2:]
+    for ax, (name, values) in zip(axes, measures.items(), strict=True):
+        painted = torch.full((height, width), float("nan"))
+        for cell, value in zip(cells, values.flatten(), strict=True):
+            painted[cell] = float(value)
+        if image is not None:
+            ax.imshow(image.detach().cpu().permute(1, 2, 0).clamp(0, 1).numpy())
+        low = min(0.0, float(values.nan_to_num(0.0).min()))
+        shown = ax.imshow(
+            painted.numpy(), cmap="magma", alpha=0.6 if image is not None else 1.0, vmin=low
+        )
+        fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
+        for cell, value in zip(cells, values.flatten(), strict=True):
+            rows, cols = torch.nonzero(cell, as_tuple=True)
+            ax.text(float(cols.float().mean()), float(rows.float().mean()), f"{float(value):.2f}",
+                    ha="center", va="center", fontsize=8, color="cyan")  # fmt: skip
+        ax.set_title(name.replace("_", " ").replace("miou", "mIoU"))
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110)
+    return fig

@@ -1,4 +1,5 @@
 import dataclasses
+import itertools
 import logging
 
 import pytest
@@ -16,7 +17,7 @@ from regionattack import (
     regions,
     with_normalization,
 )
-from regionattack.attacks.objectives import pixel_cross_entropies, project
+from regionattack.attacks.objectives import margin_shortfall, pixel_cross_entropies, project
 from regionattack.latent import predicted_classes
 from regionattack.models import TinySegmenter, build_model
 from regionattack.ranking import mean_weights, pixel_loss
@@ -294,9 +295,10 @@ def test_targeted_channels_objective_needs_no_target_map(tiny_segmenter, images)
     assert attack(images).shape == images.shape
 
 
-def reference_region_attack(model, images, labels, *, eps, alpha, steps, seed):
-    """RegionAttack's defaults written out plainly: argmax, two F.cross_entropy calls, the step
-    decaying linearly from 2 * alpha."""
+def reference_region_attack(model, images, labels, *, eps, alpha, steps, seed, margin=None):
+    """RegionAttack's defaults written out plainly: argmax, two F.cross_entropy calls (or, with
+    ``margin``, the hinge on the clean class's lead over the runner-up outside), the step decaying
+    linearly from 2 * alpha."""
     done_weight, flipped_weight, outside_weight = 0.1, 4.0, 1.0
     with torch.no_grad():
         clean = model(images).argmax(dim=1)
@@ -311,6 +313,11 @@ def reference_region_attack(model, images, labels, *, eps, alpha, steps, seed):
         predicted = logits.detach().argmax(dim=1)
         inside_ce = F.cross_entropy(logits, labels, ignore_index=255, reduction="none")
         outside_ce = F.cross_entropy(logits, clean, ignore_index=255, reduction="none")
+        if margin is not None:
+            top2 = logits.topk(2, dim=1).values
+            own = logits.gather(1, clean[:, None])[:, 0]
+            rival = torch.where(own == top2[:, 0], top2[:, 1], top2[:, 0])
+            outside_ce = (margin - (own - rival)).clamp_min(0)
         inside_scale = torch.where(predicted != labels, done_weight, 1.0)
         outside_scale = 1.0 + flipped_weight * (predicted != clean).float()
         loss = (inside_ce * (inside_w * inside_scale)).flatten(1).sum(dim=1)
@@ -330,6 +337,39 @@ def test_region_attack_matches_a_plain_reference_bit_for_bit(tiny_segmenter, ima
         tiny_segmenter, images, labels, eps=EPS, alpha=2 / 255, steps=4, seed=0
     )
     assert torch.equal(attack(images, labels), expected)
+
+
+def test_outside_margin_matches_a_plain_reference(tiny_segmenter, images, generator):
+    labels = torch.randint(0, 3, (4, 16, 16), generator=generator)
+    labels[:, :3] = 255
+    attack = RegionAttack(tiny_segmenter, "left", eps=EPS, steps=4, seed=0, outside_margin=0.5)
+    expected = reference_region_attack(
+        tiny_segmenter, images, labels, eps=EPS, alpha=2 / 255, steps=4, seed=0, margin=0.5
+    )
+    assert torch.equal(attack(images, labels), expected)
+    default = RegionAttack(tiny_segmenter, "left", eps=EPS, steps=4, seed=0)
+    assert not torch.equal(default(images, labels), expected)  # the hinge is what was used
+
+
+@pytest.mark.parametrize(("value", "error"), [(-0.1, ValueError), ("0.1", TypeError)])
+def test_outside_margin_is_checked(tiny_segmenter, value, error):
+    with pytest.raises(error, match="outside_margin"):
+        RegionAttack(tiny_segmenter, "left", outside_margin=value)
+
+
+def test_margin_shortfall_equals_the_definition(generator):
+    logits = torch.randn(2, 4, 5, 6, generator=generator)
+    targets = torch.randint(0, 4, (2, 5, 6), generator=generator)
+    targets[1, 2] = 255
+    hinge = margin_shortfall(logits, targets, 0.3)
+    for n, i, j in itertools.product(range(2), range(5), range(6)):
+        t = int(targets[n, i, j])
+        if t == 255:
+            assert hinge[n, i, j] == 0
+            continue
+        others = [float(logits[n, c, i, j]) for c in range(4) if c != t]
+        lead = float(logits[n, t, i, j]) - max(others)
+        assert float(hinge[n, i, j]) == pytest.approx(max(0.0, 0.3 - lead), abs=1e-6)
 
 
 def test_shared_log_softmax_cross_entropies_equal_pixel_loss(generator):

@@ -71,6 +71,33 @@ def pixel_cross_entropies(logits: torch.Tensor, *targets: torch.Tensor) -> list[
     return losses
 
 
+def margin_shortfall(logits: torch.Tensor, targets: torch.Tensor, margin: float) -> torch.Tensor:
+    r"""Per-pixel hinge (N, H, W): how far the target's logit lead falls short of ``margin``.
+
+    :math:`\max(0,\ \kappa - (z_t - \max_{c \ne t} z_c))` with :math:`\kappa` = ``margin``: 0
+    for a pixel that keeps its target class by at least ``margin`` logits, growing linearly as it
+    comes closer to flipping and past it. Unlike the cross-entropy, pixels far from flipping
+    contribute no gradient, so a term built on it spends the step on the pixels at risk.
+    Pixels labelled 255 get 0.
+
+    Args:
+        logits: (N, K, H, W) logits at the targets' size, K >= 2.
+        targets: (N, H, W) int64 class per pixel, 255 = ignore.
+        margin: Lead in logits below which a pixel is penalised (>= 0).
+
+    Example:
+        >>> logits = torch.tensor([[[[3.0, 1.0, 0.0]], [[0.0, 0.9, 2.0]]]])
+        >>> hinge = margin_shortfall(logits, torch.tensor([[[0, 0, 255]]]), 0.5)
+        >>> [round(v, 4) for v in hinge.flatten().tolist()]
+        [0.0, 0.4, 0.0]
+    """
+    logits = logits.float()
+    index = targets.clamp(max=logits.shape[1] - 1)[:, None]
+    own = logits.gather(1, index)[:, 0]
+    rival = logits.scatter(1, index, float("-inf")).amax(dim=1)
+    return torch.where(targets == IGNORE_INDEX, 0.0, (margin - (own - rival)).clamp_min(0))
+
+
 def js_divergence_to_one_hot(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     r"""Per-pixel Jensen-Shannon divergence (N, H, W) between the softmax and the one-hot target.
 

@@ -1,0 +1,369 @@
+"""Vulnerability maps: how easily each part of the image can be broken, cell by cell.
+
+For each cell of a grid (or each user mask) a region attack breaks that cell and keeps the rest
+of the prediction, and the cell's top position channels are zeroed; the result is one number per
+cell and measure, laid out like the grid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from regionattack import regions
+from regionattack._checks import (
+    IGNORE_INDEX,
+    check_choice,
+    check_images,
+    check_labels,
+    check_positive_int,
+    check_radius,
+    check_seed,
+)
+from regionattack._state import frozen
+from regionattack.ablation import ablated_predictions
+from regionattack.attacks import SEA, CosPGD, RegionAttack, RegionPGD, SegPGD
+from regionattack.latent import find_layer, model_logits, predicted_classes
+from regionattack.metrics import ConfusionMatrix
+from regionattack.ranking import default_k, rank_channels
+
+#: The attacks a map can use: each breaks a region given per sample and takes ``eps``/``steps``.
+REGION_ATTACKS = {
+    "RegionAttack": RegionAttack,
+    "RegionPGD": RegionPGD,
+    "CosPGD": CosPGD,
+    "SegPGD": SegPGD,
+    "SEA": SEA,
+}
+MEASURES = ("changed_inside", "changed_outside", "miou_drop", "channel_drop")
+GridLike = int | tuple[int, int] | torch.Tensor
+
+
+@dataclasses.dataclass(frozen=True)
+class VulnerabilityMap:
+    """Per-cell measures of how fragile each part of the image is (see :func:`vulnerability_map`).
+
+    Each measure is a float tensor of ``shape``: (rows, cols) for a grid, (M,) for M user masks.
+
+    Attributes:
+        cells: (M, H, W) bool masks, row by row for a grid.
+        shape: (rows, cols) or (M,).
+        changed_inside: Mean over images of the fraction of the cell's valid pixels whose
+            predicted class the attack changed.
+        changed_outside: The same for the pixels outside the cell (what the attack did not keep).
+        miou_drop: The cell's mIoU (w.r.t. the labels, or the clean prediction) before minus
+            after the attack, accumulated over the images.
+        channel_drop: The cell's mIoU drop when its top-``k`` gradient-ranked position channels
+            are zeroed; None when the map was made with ``channels=False``.
+        settings: How the map was made (attack, eps, steps, seed, k, images, labels given).
+    """
+
+    cells: torch.Tensor
+    shape: tuple[int, ...]
+    changed_inside: torch.Tensor
+    changed_outside: torch.Tensor
+    miou_drop: torch.Tensor
+    channel_drop: torch.Tensor | None
+    settings: dict
+
+    def measures(self) -> dict[str, torch.Tensor]:
+        """The measures the map holds, by name (``channel_drop`` only when computed)."""
+        values = {name: getattr(self, name) for name in MEASURES}
+        return {name: value for name, value in values.items() if value is not None}
+
+    def weakest(self, measure: str = "miou_drop") -> list[int]:
+        """Cell numbers (row by row), most fragile first by ``measure``.
+
+        ``changed_outside`` is not a measure of fragility and is refused.
+
+        Example:
+            >>> m = VulnerabilityMap(torch.ones(2, 1, 2, dtype=torch.bool), (1, 2),
+            ...                      torch.tensor([[0.1, 0.9]]), torch.zeros(1, 2),
+            ...                      torch.tensor([[0.3, 0.2]]), None, {})
+            >>> m.weakest(), m.weakest("changed_inside")
+            ([0, 1], [1, 0])
+        """
+        names = [name for name in self.measures() if name != "changed_outside"]
+        values = getattr(self, check_choice(measure, "measure", names)).flatten()
+        return sorted(range(len(values)), key=lambda i: -float(values[i]))
+
+    def to_dict(self) -> dict:
+        """The shape, the settings and each measure as nested lists (JSON-ready)."""
+        return {
+            "shape": list(self.shape),
+            "settings": dict(self.settings),
+            **{name: value.tolist() for name, value in self.measures().items()},
+        }
+
+    def table(self) -> str:
+        """A Markdown table with one row per cell (row, column for a grid).
+
+        Example:
+            >>> m = VulnerabilityMap(torch.ones(1, 1, 1, dtype=torch.bool), (1, 1),
+            ...                      torch.tensor([[0.5]]), torch.tensor([[0.01]]),
+            ...                      torch.tensor([[0.25]]), None, {})
+            >>> print(m.table())
+            | cell | changed inside | changed outside | mIoU drop |
+            |---|---|---|---|
+            | (0, 0) | 0.500 | 0.010 | 0.250 |
+        """
+        measures = self.measures()
+        heads = [name.replace("_", " ").replace("miou", "mIoU") for name in measures]
+        lines = [f"| cell | {' | '.join(heads)} |", "|---" * (len(heads) + 1) + "|"]
+        for index in range(self.cells.shape[0]):
+            label = divmod(index, self.shape[1]) if len(self.shape) == 2 else index
+            cells = [f"{float(value.flatten()[index]):.3f}" for value in measures.values()]
+            lines.append(f"| {label} | {' | '.join(cells)} |")
+        return "\n".join(lines)
+
+    def plot(self, image: torch.Tensor | None = None, path: str | Path | None = None):
+        """Heat maps of each measure over ``image`` (3, H, W) in [0, 1]; written to ``path``.
+
+        Returns:
+            The matplotlib ``Figure``.
+        """
+        from regionattack._figures import plot_vulnerability_map
+
+        return plot_vulnerability_map(self.cells, self.measures(), image, path)
+
+
+def map_cells(grid: GridLike, size: tuple[int, int]) -> tuple[torch.Tensor, tuple[int, ...]]:
+    """The (M, H, W) cell masks of ``grid`` and the map's shape.
+
+    Args:
+        grid: Cells per side (int), ``(rows, cols)``, or masks: (H, W), (M, H, W) or
+            (M, 1, H, W), bool or 0/1.
+        size: Image size (height, width).
+
+    Raises:
+        ValueError: If the grid does not fit the image or a mask is empty or of another size.
+        TypeError: For a grid of another type.
+
+    Example:
+        >>> cells, shape = map_cells((1, 2), (2, 4))
+        >>> cells.int().tolist(), shape
+        ([[[1, 1, 0, 0], [1, 1, 0, 0]], [[0, 0, 1, 1], [0, 0, 1, 1]]], (1, 2))
+    """
+    if isinstance(grid, int) and not isinstance(grid, bool):
+        grid = (grid, grid)
+    if isinstance(grid, tuple):
+        if len(grid) != 2:
+            raise ValueError(f"grid must be an int, (rows, cols) or masks; got {grid!r}")
+        rows, cols = (check_positive_int(value, "grid") for value in grid)
+        return regions.grid_cells(size, rows, cols), (rows, cols)
+    if isinstance(grid, bool) or not hasattr(grid, "shape"):
+        raise TypeError(f"grid must be an int, (rows, cols) or masks; got {type(grid).__name__}")
+    cells = regions.as_mask(grid, size)
+    return cells, (cells.shape[0],)
+
+
+def vulnerability_map(
+    model: nn.Module,
+    images: torch.Tensor,
+    *,
+    grid: GridLike = 3,
+    labels: torch.Tensor | None = None,
+    attack: str = "RegionAttack",
+    eps: float = 8 / 255,
+    steps: int = 10,
+    channels: bool = True,
+    k: int | None = None,
+    layer: str | None = None,
+    seed: int | None = 0,
+    batch_size: int = 16,
+    progress: bool = False,
+) -> VulnerabilityMap:
+    """Break each cell of a grid in turn and measure how far it breaks and what else changes.
+
+    For every (image, cell) pair, ``attack`` (built with ``region`` = the cell, ``eps``, ``steps``,
+    a step of ``eps / 4`` where it takes one, and ``seed``) attacks the image; pairs of several
+    cells share a batch. With ``channels=True`` the cell's top-``k`` position channels (ranked by
+    :func:`~regionattack.rank_channels` with ``method="gradient"`` and ``region`` = the cell, on
+    the same images and labels) are zeroed, the encoder run once per batch for all cells.
+
+    Args:
+        model: Segmentation model taking images in [0, 1]; left exactly as it was.
+        images: (N, 3, H, W) images in [0, 1].
+        grid: Cells per side, ``(rows, cols)``, or (M, H, W) masks of any shape.
+        labels: (N, H, W) labels (255 = ignore); default: the clean predictions.
+        attack: One of :data:`REGION_ATTACKS`.
+        eps: L-inf radius in image units [0, 1].
+        steps: Attack steps.
+        channels: Also measure ``channel_drop`` (needs a detectable latent layer).
+        k: Channels zeroed per cell (default: 5% of the latent's channels).
+        layer: Latent layer (default: the architecture's).
+        seed: The attack's seed (its random start).
+        batch_size: (image, cell) pairs per attack batch.
+        progress: Show a progress bar (tqdm) over the attack batches.
+
+    Returns:
+        The :class:`VulnerabilityMap`.
+
+    Raises:
+        ValueError: For bad images, labels or grid, an unknown attack, a radius out of [0, 1], or
+            (with ``channels=True``) a model whose latent layer cannot be found.
+        TypeError: For arguments of the wrong type.
+
+    Example:
+        >>> from regionattack.models import TinySegmenter
+        >>> torch.manual_seed(0) and None
+        >>> net = TinySegmenter(num_classes=3).eval()
+        >>> vmap = vulnerability_map(net, torch.rand(2, 3, 32, 32), grid=2, steps=2)
+        >>> vmap.shape, vmap.miou_drop.shape, len(vmap.weakest())
+        ((2, 2), torch.Size([2, 2]), 4)
+    """
+    images = check_images(images)
+    if labels is not None:
+        labels = check_labels(labels, images)
+    check_choice(attack, "attack", list(REGION_ATTACKS))
+    eps = check_radius(eps, "eps")
+    steps = check_positive_int(steps, "steps")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    seed = check_seed(seed)
+    size = (images.shape[-2], images.shape[-1])
+    cells, shape = map_cells(grid, size)
+    cells = cells.to(images.device)
+    if channels:
+        try:
+            layer = find_layer(model, layer)[0]
+        except ValueError as error:
+            raise ValueError(
+                f"{error}; pass channels=False to map a model without a detectable latent"
+            ) from error
+
+    clean, num_classes = _clean_predictions(model, images, batch_size)
+    targets = clean if labels is None else labels
+    valid = targets != IGNORE_INDEX
+    clean_counts = _cell_confusions(clean, targets, cells, num_classes)
+
+    cls = REGION_ATTACKS[attack]
+    options = {"eps": eps, "steps": steps, "seed": seed}
+    if "alpha" in inspect.signature(cls).parameters:
+        options["alpha"] = eps / 4
+    region_attack = cls(model, region=cells[0], **options)
+    adversarial = [ConfusionMatrix(num_classes) for _ in range(len(cells))]
+    inside_sum = torch.zeros(len(cells), dtype=torch.float64)
+    outside_sum = torch.zeros(len(cells), dtype=torch.float64)
+    inside_seen = torch.zeros(len(cells))
+    outside_seen = torch.zeros(len(cells))
+    pairs = [(i, j) for j in range(len(cells)) for i in range(len(images))]
+    chunks = [pairs[start : start + batch_size] for start in range(0, len(pairs), batch_size)]
+    for chunk in _progress(chunks, progress, f"{attack} map"):
+        image_ids = torch.tensor([i for i, _ in chunk], device=images.device)
+        cell_ids = torch.tensor([j for _, j in chunk], device=images.device)
+        masks = cells[cell_ids]
+        chunk_labels = None if labels is None else labels[image_ids]
+        adv = region_attack(images[image_ids], chunk_labels, region=masks)
+        predicted = _clean_predictions(model, adv, batch_size)[0]
+        changed = predicted != clean[image_ids]
+        ok = valid[image_ids]
+        for j in cell_ids.unique().tolist():
+            rows = cell_ids == j
+            adversarial[j].update(predicted[rows], targets[image_ids][rows], masks[rows])
+            for inside, sums, seen in ((True, inside_sum, inside_seen),
+                                       (False, outside_sum, outside_seen)):  # fmt: skip
+                where = (masks[rows] if inside else ~masks[rows]) & ok[rows]
+                counted = where.flatten(1).sum(dim=1)
+                fraction = (changed[rows] & where).flatten(1).sum(dim=1) / counted.clamp_min(1)
+                sums[j] += float(fraction[counted > 0].double().sum())
+                seen[j] += int((counted > 0).sum())
+
+    channel_drop = None
+    if channels:
+        channel_drop = _channel_drops(
+            model, images, labels, targets, cells, num_classes, clean_counts, k, layer, batch_size
+        )
+    miou_drop = torch.tensor(
+        [clean_counts[j].miou() - adversarial[j].miou() for j in range(len(cells))]
+    )
+    settings = {
+        "attack": attack,
+        "eps": eps,
+        "steps": steps,
+        "seed": seed,
+        "images": len(images),
+        "labels": labels is not None,
+        "k": None if not channels else k,
+        "layer": layer if channels else None,
+    }
+    return VulnerabilityMap(
+        cells=cells.cpu(),
+        shape=shape,
+        changed_inside=_nan_mean(inside_sum, inside_seen).reshape(shape),
+        changed_outside=_nan_mean(outside_sum, outside_seen).reshape(shape),
+        miou_drop=miou_drop.reshape(shape),
+        channel_drop=None if channel_drop is None else channel_drop.reshape(shape),
+        settings=settings,
+    )
+
+
+def _nan_mean(total: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """``total / count`` as float32, NaN where nothing was counted."""
+    return torch.where(count > 0, total / count.clamp_min(1), math.nan).float()
+
+
+def _progress(items: Sequence, show: bool, description: str):
+    if not show:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=description, leave=False)
+
+
+def _clean_predictions(
+    model: nn.Module, images: torch.Tensor, batch_size: int
+) -> tuple[torch.Tensor, int]:
+    """Predicted classes of ``images`` in batches, and the number of classes."""
+    predictions, num_classes = [], 0
+    with frozen(model), torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            logits = model_logits(model(images[start : start + batch_size]))
+            num_classes = logits.shape[1]
+            predictions.append(predicted_classes(logits))
+    return torch.cat(predictions), num_classes
+
+
+def _cell_confusions(
+    predicted: torch.Tensor, targets: torch.Tensor, cells: torch.Tensor, num_classes: int
+) -> list[ConfusionMatrix]:
+    """One confusion matrix per cell, counting the pixels of that cell in every image."""
+    counts = []
+    for cell in cells:
+        matrix = ConfusionMatrix(num_classes)
+        matrix.update(predicted, targets, cell[None])
+        counts.append(matrix)
+    return counts
+
+
+def _channel_drops(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor | None,
+    targets: torch.Tensor,
+    cells: torch.Tensor,
+    num_classes: int,
+    clean_counts: list[ConfusionMatrix],
+    k: int | None,
+    layer: str,
+    batch_size: int,
+) -> torch.Tensor:
+    """Each cell's mIoU drop when its top-``k`` gradient-ranked channels are zeroed."""
+    tops = []
+    for cell in cells:
+        ranking = rank_channels(
+            model, images, region=cell, labels=labels, layer=layer, batch_size=batch_size
+        )
+        tops.append(ranking.top(k if k is not None else default_k(ranking.num_channels)))
+    ablated = [ConfusionMatrix(num_classes) for _ in range(len(cells))]
+    for start in range(0, len(images), batch_size):
+        batch = slice(start, start + batch_size)
+        predictions = ablated_predictions(model, images[batch], tops, layer=layer)
+        for j, predicted in enumerate(predictions):
+            ablated[j].update(predicted, targets[batch], cells[j][None])
+    return torch.tensor([clean_counts[j].miou() - ablated[j].miou() for j in range(len(cells))])

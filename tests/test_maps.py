@@ -1,0 +1,187 @@
+"""regionattack.maps: vulnerability maps on a planted model, tiny models, and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from regionattack.maps import MEASURES, map_cells, vulnerability_map
+from regionattack.models import build_model
+
+from conftest import assert_untouched, snapshot
+
+SIZE = 24  # a 3 x 3 grid of 8 x 8 cells
+
+
+class Biases(nn.Module):
+    """K latent channels: a fixed per-pixel bias each, plus (mean colour - 0.5) / K."""
+
+    def __init__(self, biases: torch.Tensor):
+        super().__init__()
+        self.register_buffer("biases", biases)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        shift = (images.mean(dim=1, keepdim=True) - 0.5) / self.biases.shape[0]
+        return self.biases[None] + shift
+
+
+class Margins(nn.Module):
+    """Two classes: class 0's logit is the sum of the channels, class 1's is 0."""
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        margin = latent.sum(dim=1, keepdim=True)
+        return torch.cat([margin, torch.zeros_like(margin)], dim=1)
+
+
+class PlantedSegmenter(nn.Module):
+    """Predicts class 0 everywhere on grey images, by a margin of 1 logit, except in one cell.
+
+    In ``fragile`` (a cell of the 3 x 3 grid) the margin is 0.02: any change of the mean colour
+    by more than 0.02, or zeroing any one of the channels that carry it, flips the pixel. Each of
+    the 20 channels carries 1/20 of the margin elsewhere (zeroing the top 5% = 1 channel leaves
+    0.95); in the fragile cell channel 0 holds it down to 0.02.
+    """
+
+    def __init__(self, fragile: int, channels: int = 20):
+        super().__init__()
+        biases = torch.full((channels, SIZE, SIZE), 1.0 / channels)
+        row, col = divmod(fragile, 3)
+        cell = (slice(None), slice(8 * row, 8 * row + 8), slice(8 * col, 8 * col + 8))
+        biases[0][cell[1:]] = 0.02 - (channels - 1) / channels
+        self.encoder = Biases(biases)
+        self.decoder = nn.Identity()
+        self.segmentation_head = Margins()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.segmentation_head(self.decoder(self.encoder(images)))
+
+
+def grey_images(n: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(0)
+    return 0.5 + 0.002 * torch.rand(n, 3, SIZE, SIZE, generator=generator)
+
+
+@pytest.mark.parametrize("fragile", [4, 6])
+def test_the_planted_fragile_cell_comes_out_first_by_every_measure(fragile):
+    model = PlantedSegmenter(fragile).eval()
+    vmap = vulnerability_map(model, grey_images(3), grid=3, eps=8 / 255, steps=5)
+    assert vmap.shape == (3, 3)
+    for measure in ("changed_inside", "miou_drop", "channel_drop"):
+        assert vmap.weakest(measure)[0] == fragile, measure
+    values = {name: value.flatten() for name, value in vmap.measures().items()}
+    others = [j for j in range(9) if j != fragile]
+    assert values["changed_inside"][fragile] > 0.9
+    assert values["changed_inside"][others].max() == 0
+    assert values["miou_drop"][fragile] > 0.9 and values["channel_drop"][fragile] > 0.9
+    assert values["channel_drop"][others].abs().max() == 0
+    assert values["changed_outside"].max() == 0  # margins of 1 outside: nothing else moves
+
+
+def test_measures_are_those_of_the_attack_run_by_hand(tiny_segmenter, images):
+    from regionattack import RegionAttack
+    from regionattack.metrics import changed_fraction
+
+    vmap = vulnerability_map(tiny_segmenter, images, grid=(1, 2), steps=3, channels=False,
+                             batch_size=len(images))  # fmt: skip
+    cells = map_cells((1, 2), (16, 16))[0]
+    with torch.no_grad():
+        clean = tiny_segmenter(images).argmax(1)
+    for j, cell in enumerate(cells):
+        attack = RegionAttack(tiny_segmenter, cell, eps=8 / 255, alpha=2 / 255, steps=3, seed=0)
+        with torch.no_grad():
+            predicted = tiny_segmenter(attack(images)).argmax(1)
+        inside = [changed_fraction(clean[i : i + 1], predicted[i : i + 1], cell) for i in range(4)]
+        assert float(vmap.changed_inside[0, j]) == pytest.approx(sum(inside) / 4, abs=1e-6)
+    assert vmap.channel_drop is None and "channel_drop" not in vmap.to_dict()
+
+
+def test_user_masks_give_one_value_per_mask(tiny_segmenter, images):
+    masks = torch.zeros(2, 16, 16, dtype=torch.bool)
+    masks[0, :4, :4] = True
+    masks[1, 8:, :] = True
+    vmap = vulnerability_map(tiny_segmenter, images, grid=masks, steps=1, k=2)
+    assert vmap.shape == (2,) and vmap.miou_drop.shape == (2,)
+    assert vmap.table().splitlines()[2].startswith("| 0 |")
+
+
+def test_model_is_untouched_also_when_it_raises(tiny_segmenter, images):
+    before = snapshot(tiny_segmenter.train())
+    vulnerability_map(tiny_segmenter, images, grid=2, steps=1)
+    assert_untouched(tiny_segmenter, before)
+    calls = {"n": 0}
+
+    def fail_later(_module, _inputs):
+        calls["n"] += 1
+        if calls["n"] > 3:
+            raise RuntimeError("boom")
+
+    hook = tiny_segmenter.decoder.register_forward_pre_hook(fail_later)
+    before = snapshot(tiny_segmenter)
+    try:
+        with pytest.raises(RuntimeError, match="boom"):
+            vulnerability_map(tiny_segmenter, images, grid=2, steps=2)
+    finally:
+        assert_untouched(tiny_segmenter, before)
+        hook.remove()
+
+
+def test_maps_on_smp_and_torchvision_models():
+    torch.manual_seed(0)
+    images = torch.rand(1, 3, 32, 32)
+    for name in ("smp:FPN:resnet18", "torchvision:deeplabv3_mobilenet_v3_large"):
+        model = build_model(name, 3).eval()
+        vmap = vulnerability_map(model, images, grid=2, steps=1, batch_size=4)
+        assert vmap.shape == (2, 2)
+        for measure in MEASURES:
+            assert torch.isfinite(getattr(vmap, measure)).all(), (name, measure)
+
+
+def test_table_dict_and_figure(tiny_segmenter, images, tmp_path):
+    vmap = vulnerability_map(tiny_segmenter, images, grid=2, steps=1, k=2)
+    record = json.loads(json.dumps(vmap.to_dict()))
+    assert record["shape"] == [2, 2] and len(record["channel_drop"]) == 2
+    assert record["settings"]["attack"] == "RegionAttack" and record["settings"]["k"] == 2
+    lines = vmap.table().splitlines()
+    assert lines[0] == "| cell | changed inside | changed outside | mIoU drop | channel drop |"
+    assert len(lines) == 2 + 4 and lines[3].startswith("| (0, 1) |")
+    figure = vmap.plot(images[0], tmp_path / "map.png")
+    assert len(figure.axes) == 2 * 4  # a panel and a colour bar per measure
+    assert (tmp_path / "map.png").stat().st_size > 5_000
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "match"),
+    [
+        ({"grid": 40}, ValueError, "does not fit"),
+        ({"grid": (2, 0)}, ValueError, "grid must be positive"),
+        ({"grid": "3"}, TypeError, "grid must be"),
+        ({"grid": torch.zeros(2, 16, 16)}, ValueError, "empty"),
+        ({"attack": "FGSM"}, ValueError, "attack"),
+        ({"eps": 8}, ValueError, "8/255"),
+        ({"steps": 0}, ValueError, "steps"),
+        ({"labels": torch.zeros(4, 8, 8, dtype=torch.long)}, ValueError, "labels"),
+    ],
+)
+def test_bad_input_gets_clear_errors(tiny_segmenter, images, options, error, match):
+    with pytest.raises(error, match=match):
+        vulnerability_map(tiny_segmenter, images, **{"grid": 2, "steps": 1, **options})
+
+
+def test_weakest_refuses_what_is_not_a_fragility_measure(tiny_segmenter, images):
+    vmap = vulnerability_map(tiny_segmenter, images, grid=2, steps=1, channels=False)
+    with pytest.raises(ValueError, match="measure"):
+        vmap.weakest("changed_outside")
+    with pytest.raises(ValueError, match="measure"):
+        vmap.weakest("channel_drop")  # not computed
+
+
+def test_a_model_without_a_latent_needs_channels_false():
+    model = nn.Conv2d(3, 2, 3, padding=1).eval()
+    images = torch.rand(1, 3, 16, 16)
+    with pytest.raises(ValueError, match="channels=False"):
+        vulnerability_map(model, images, grid=2, steps=1)
+    vmap = vulnerability_map(model, images, grid=2, steps=1, channels=False)
+    assert vmap.channel_drop is None
