@@ -1,4 +1,7 @@
-"""Command line: ``regionattack demo`` (the story on a small model) and ``regionattack bench``.
+"""Command line: ``regionattack demo``, ``regionattack bench`` and ``regionattack map``.
+
+``demo`` tells the story on a small model, ``bench`` benchmarks a model on a dataset, ``map``
+draws its vulnerability map.
 
 Radii are given in image units, as the Python API takes them: ``--eps 8/255`` or ``--eps 0.0314``.
 """
@@ -131,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--retrain", action="store_true", help="ignore the cached model")
     demo.add_argument("--quiet", action="store_true", help="print only the tables")
     _add_bench(commands)
+    _add_map(commands)
     return parser
 
 
@@ -143,24 +147,7 @@ def _add_bench(commands) -> None:
         description="Resumable: rerun the same command to continue an interrupted run. Runs under "
         "torchrun --nproc_per_node=K (the images are sharded; the numbers equal one process).",
     )
-    bench.add_argument("--dataset", choices=("camvid", "cityscapes", "voc"), required=True)
-    bench.add_argument("--root", required=True, help="dataset folder")
-    bench.add_argument("--split", default="val", help="split to evaluate (default: val)")
-    bench.add_argument(
-        "--model",
-        help="smp:<Arch>:<encoder>, torchvision:<name> or paper:deeplabv3_resnet50 "
-        "(default: the architecture recorded in --checkpoint)",
-    )
-    bench.add_argument("--num-classes", type=int, help="classes of --model")
-    add_option_argument(bench, "--model")
-    bench.add_argument(
-        "--checkpoint",
-        help="weights: a state_dict, or a dict holding one under state_dict/model_state/model",
-    )
-    bench.add_argument("--size", type=parse_size, help="HEIGHTxWIDTH (default: the checkpoint's)")
-    bench.add_argument("--mean", type=parse_floats, help="input normalisation mean")
-    bench.add_argument("--std", type=parse_floats, help="input normalisation std")
-    bench.add_argument("--stride", type=int, default=16, help="the model's output stride")
+    _add_model_arguments(bench)
     bench.add_argument("--max-images", type=int, help="evaluate the first N images")
     bench.add_argument("--attack-images", type=int, help="attack the first N (default: all)")
     bench.add_argument("--batch-size", type=int, default=BenchConfig.batch_size)
@@ -244,12 +231,161 @@ def _run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_grid(text: str) -> int | tuple[int, int]:
+    """``"3"`` -> 3, ``"2x4"`` -> (2, 4) (rows x columns).
+
+    Example:
+        >>> parse_grid("3"), parse_grid("2x4")
+        (3, (2, 4))
+    """
+    try:
+        if "x" in text:
+            rows, cols = text.lower().split("x")
+            return int(rows), int(cols)
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or ROWSxCOLS, got {text!r}") from None
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags that say which model and data to load, shared by ``bench`` and ``map``."""
+    parser.add_argument("--dataset", choices=("camvid", "cityscapes", "voc"), required=True)
+    parser.add_argument("--root", required=True, help="dataset folder")
+    parser.add_argument("--split", default="val", help="split to evaluate (default: val)")
+    parser.add_argument(
+        "--model",
+        help="smp:<Arch>:<encoder>, torchvision:<name> or paper:deeplabv3_resnet50 "
+        "(default: the architecture recorded in --checkpoint)",
+    )
+    parser.add_argument("--num-classes", type=int, help="classes of --model")
+    add_option_argument(parser, "--model")
+    parser.add_argument(
+        "--checkpoint",
+        help="weights: a state_dict, or a dict holding one under state_dict/model_state/model",
+    )
+    parser.add_argument("--size", type=parse_size, help="HEIGHTxWIDTH (default: the checkpoint's)")
+    parser.add_argument("--mean", type=parse_floats, help="input normalisation mean")
+    parser.add_argument("--std", type=parse_floats, help="input normalisation std")
+    parser.add_argument("--stride", type=int, default=16, help="the model's output stride")
+
+
+def _add_map(commands) -> None:
+    from regionattack.maps import REGION_ATTACKS
+
+    parser = commands.add_parser(
+        "map",
+        help="vulnerability map: break each cell of a grid in turn, keep the rest",
+        description="Resumable: each finished cell is kept in OUT/map.json; rerun the same "
+        "command to continue. Writes OUT/map.md (table) and OUT/map.png (heat maps).",
+    )
+    _add_model_arguments(parser)
+    parser.add_argument("--images", type=int, default=32, help="map the first N images")
+    parser.add_argument("--grid", type=parse_grid, default=3, help="N or ROWSxCOLS (default: 3)")
+    parser.add_argument("--attack", choices=tuple(REGION_ATTACKS), default="RegionAttack")
+    parser.add_argument("--eps", type=parse_radius, default=8 / 255, help="default: 8/255")
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--k", type=int, help="channels zeroed per cell (default: 5%%)")
+    parser.add_argument("--no-channels", action="store_true", help="skip the channel drop")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _run_map(args: argparse.Namespace) -> int:
+    import torch
+
+    from regionattack._checks import state_digest
+    from regionattack.bench.identity import data_identity
+    from regionattack.bench.runner import BenchConfig, load_model
+    from regionattack.bench.store import ResultStore
+    from regionattack.data import check_size_divisible, load_dataset
+    from regionattack.maps import VulnerabilityMap, map_cells, vulnerability_map
+
+    config = BenchConfig(
+        dataset=args.dataset,
+        root=args.root,
+        out=args.out,
+        split=args.split,
+        model=args.model,
+        num_classes=args.num_classes,
+        checkpoint=args.checkpoint,
+        size=args.size,
+        mean=args.mean,
+        std=args.std,
+        stride=args.stride,
+        extra={"options": dict(args.option)} if args.option else {},
+    )
+    start = time.perf_counter()
+    try:
+        config.validate_sources()
+        model, meta = load_model(config)
+        size = args.size or meta.get("size")
+        if size is None:
+            raise ValueError("give --size HEIGHTxWIDTH (the checkpoint does not record one)")
+        size = check_size_divisible(tuple(size), args.stride)
+        dataset = load_dataset(args.dataset, args.root, args.split, size=size)
+        count = min(args.images, len(dataset))
+        pairs = [dataset[i] for i in range(count)]
+        images = torch.stack([image for image, _ in pairs])
+        labels = torch.stack([label for _, label in pairs])
+        cells, shape = map_cells(args.grid, size)
+        settings = {
+            "attack": args.attack, "eps": args.eps, "steps": args.steps, "seed": args.seed,
+            "k": args.k, "channels": not args.no_channels, "batch_size": args.batch_size,
+            "grid": list(shape), "images": count, "labels": True,
+        }  # fmt: skip
+        fingerprint = {
+            **settings,
+            "size": list(size),
+            "data": data_identity(dataset, count),
+            "model_state": state_digest(model),
+        }
+        store = ResultStore(f"{args.out}/map.json", fingerprint)
+        for index, cell in enumerate(cells):
+            key = f"cell/{index}"
+            if key in store:
+                continue
+            cell_map = vulnerability_map(
+                model, images, grid=cell[None], labels=labels, attack=args.attack,
+                eps=args.eps, steps=args.steps, channels=not args.no_channels, k=args.k,
+                seed=args.seed, batch_size=args.batch_size, progress=not args.quiet,
+            )  # fmt: skip
+            store.put(key, {name: float(value[0]) for name, value in cell_map.measures().items()})
+            logging.info("cell %d of %d done", index + 1, len(cells))
+    except (ValueError, FileNotFoundError) as error:
+        print(f"regionattack map: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            f"regionattack map: interrupted; finished cells are in {args.out}/map.json; "
+            "run the same command again to resume",
+            file=sys.stderr,
+        )
+        return 130
+    rows = [store.get(f"cell/{index}") for index in range(len(cells))]
+    vmap = VulnerabilityMap.from_rows(cells, shape, rows, settings)
+    table = vmap.table()
+    with open(f"{args.out}/map.md", "w") as file:
+        file.write(table + "\n")
+    vmap.plot(images[0], f"{args.out}/map.png")
+    print(table)
+    weakest = vmap.weakest("miou_drop")[:3]
+    print(f"weakest cells by mIoU drop: {weakest}; measures: {', '.join(vmap.measures())}")
+    print(
+        f"wall time {time.perf_counter() - start:.1f} s; map.json, map.md and map.png in {args.out}/"
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``regionattack`` console script."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     if args.command == "bench":
         return _run_bench(args)
+    if args.command == "map":
+        return _run_map(args)
     if args.command == "demo":
         defaults = DemoConfig()
         eval_images = args.eval_images or (101 if args.data == "camvid" else defaults.eval_images)

@@ -72,6 +72,39 @@ class VulnerabilityMap:
     channel_drop: torch.Tensor | None
     settings: dict
 
+    @classmethod
+    def from_rows(
+        cls, cells: torch.Tensor, shape: tuple[int, ...], rows: Sequence[dict], settings: dict
+    ) -> VulnerabilityMap:
+        """A map from one ``{measure: value}`` dict per cell, in cell order.
+
+        Values are the measures of :data:`MEASURES` (None for NaN); ``channel_drop`` is absent
+        or None in every row when it was not computed.
+
+        Example:
+            >>> rows = [{"changed_inside": 0.5, "changed_outside": 0.0, "miou_drop": 0.25},
+            ...         {"changed_inside": None, "changed_outside": 0.1, "miou_drop": 0.0}]
+            >>> m = VulnerabilityMap.from_rows(torch.ones(2, 1, 1, dtype=torch.bool), (1, 2),
+            ...                                rows, {})
+            >>> m.changed_inside.tolist(), m.channel_drop
+            ([[0.5, nan]], None)
+        """
+
+        def gather(name: str) -> torch.Tensor:
+            values = [math.nan if row.get(name) is None else row[name] for row in rows]
+            return torch.tensor(values, dtype=torch.float32).reshape(shape)
+
+        computed = any(row.get("channel_drop") is not None for row in rows)
+        return cls(
+            cells=cells,
+            shape=tuple(shape),
+            changed_inside=gather("changed_inside"),
+            changed_outside=gather("changed_outside"),
+            miou_drop=gather("miou_drop"),
+            channel_drop=gather("channel_drop") if computed else None,
+            settings=dict(settings),
+        )
+
     def measures(self) -> dict[str, torch.Tensor]:
         """The measures the map holds, by name (``channel_drop`` only when computed)."""
         values = {name: getattr(self, name) for name in MEASURES}

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from test_bench import camvid, checkpoint  # noqa: F401 - fixtures shared with the bench tests
 from torch import nn
 
 from regionattack.maps import MEASURES, map_cells, vulnerability_map
@@ -185,3 +186,34 @@ def test_a_model_without_a_latent_needs_channels_false():
         vulnerability_map(model, images, grid=2, steps=1)
     vmap = vulnerability_map(model, images, grid=2, steps=1, channels=False)
     assert vmap.channel_drop is None
+
+
+def test_cli_map_writes_table_and_figure_resumes_and_refuses(
+    camvid,  # noqa: F811
+    checkpoint,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+    capsys,
+):
+    from regionattack import cli
+
+    out = tmp_path / "map"
+    common = ["map", "--dataset", "camvid", "--root", str(camvid), "--checkpoint",
+              str(checkpoint), "--images", "2", "--grid", "1x2", "--k", "2", "--out", str(out),
+              "--quiet"]  # fmt: skip
+    assert cli.main([*common, "--steps", "1"]) == 0
+    record = json.loads((out / "map.json").read_text())
+    assert sorted(record["units"]) == ["cell/0", "cell/1"]
+    assert set(record["units"]["cell/0"]) == set(MEASURES)
+    table = (out / "map.md").read_text()
+    assert table.startswith("| cell | changed inside |") and "| (0, 1) |" in table
+    assert (out / "map.png").stat().st_size > 5_000
+    assert "weakest cells by mIoU drop" in capsys.readouterr().out
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a finished cell was recomputed")
+
+    monkeypatch.setattr("regionattack.maps.vulnerability_map", fail)
+    assert cli.main([*common, "--steps", "1"]) == 0  # resumed: every cell is in map.json
+    assert cli.main([*common, "--steps", "2"]) == 2
+    assert "another configuration (differs in: steps)" in capsys.readouterr().err
