@@ -31,7 +31,12 @@ from regionattack.ablation import ablated_predictions
 from regionattack.attacks import SEA, CosPGD, RegionAttack, RegionPGD, SegPGD
 from regionattack.latent import find_layer, model_logits, predicted_classes
 from regionattack.metrics import ConfusionMatrix
-from regionattack.ranking import default_k, rank_channels
+from regionattack.ranking import (
+    default_k,
+    gradient_effects,
+    mean_weights,
+    ranking_from_statistics,
+)
 
 #: The attacks a map can use: each breaks a region given per sample and takes ``eps``/``steps``.
 REGION_ATTACKS = {
@@ -218,7 +223,8 @@ def vulnerability_map(
     a step of ``eps / 4`` where it takes one, and ``seed``) attacks the image; pairs of several
     cells share a batch. With ``channels=True`` the cell's top-``k`` position channels (ranked by
     :func:`~regionattack.rank_channels` with ``method="gradient"`` and ``region`` = the cell, on
-    the same images and labels) are zeroed, the encoder run once per batch for all cells.
+    the same images and labels) are zeroed; one forward pass per batch serves the rankings of
+    all cells, and one encoder pass per batch their zeroing.
 
     Args:
         model: Segmentation model taking images in [0, 1]; left exactly as it was.
@@ -386,11 +392,26 @@ def _channel_drops(
     layer: str,
     batch_size: int,
 ) -> torch.Tensor:
-    """Each cell's mIoU drop when its top-``k`` gradient-ranked channels are zeroed."""
+    """Each cell's mIoU drop when its top-``k`` gradient-ranked channels are zeroed.
+
+    The rankings equal ``rank_channels(model, images, region=cell, labels=labels)`` for each cell,
+    but one forward pass per batch serves every cell: the backward passes (to the latent only)
+    are one per cell and its complement.
+    """
+    masks = torch.stack([mask for cell in cells for mask in (cell, ~cell)])[:, None]
+    total = None
+    for start in range(0, len(images), batch_size):
+        batch = slice(start, start + batch_size)
+        batch_labels = None if labels is None else labels[batch]
+        valid = torch.ones_like(masks[0]) if labels is None else batch_labels != IGNORE_INDEX
+        effects = gradient_effects(
+            model, images[batch], mean_weights(masks, valid), targets=batch_labels, layer=layer
+        ).sum(dim=0)
+        total = effects if total is None else total + effects
     tops = []
-    for cell in cells:
-        ranking = rank_channels(
-            model, images, region=cell, labels=labels, layer=layer, batch_size=batch_size
+    for j, cell in enumerate(cells):
+        ranking = ranking_from_statistics(
+            total[2 * j : 2 * j + 2], len(images), region=cell, layer=layer
         )
         tops.append(ranking.top(k if k is not None else default_k(ranking.num_channels)))
     ablated = [ConfusionMatrix(num_classes) for _ in range(len(cells))]

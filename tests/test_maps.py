@@ -99,6 +99,32 @@ def test_measures_are_those_of_the_attack_run_by_hand(tiny_segmenter, images):
     assert vmap.channel_drop is None and "channel_drop" not in vmap.to_dict()
 
 
+@pytest.mark.parametrize("with_labels", [False, True])
+def test_channel_drop_is_that_of_rank_channels_and_ablate_channels(
+    tiny_segmenter, images, generator, with_labels
+):
+    import regionattack as ra
+    from regionattack.metrics import ConfusionMatrix
+
+    labels = torch.randint(0, 3, (4, 16, 16), generator=generator) if with_labels else None
+    if with_labels:
+        labels[:, :2] = 255
+    vmap = vulnerability_map(tiny_segmenter, images, grid=2, labels=labels, steps=1, k=2,
+                             batch_size=3)  # fmt: skip
+    with torch.no_grad():
+        clean = tiny_segmenter(images).argmax(1)
+    targets = clean if labels is None else labels
+    for j, cell in enumerate(map_cells(2, (16, 16))[0]):
+        top = ra.rank_channels(tiny_segmenter, images, region=cell, labels=labels).top(2)
+        with torch.no_grad(), ra.ablate_channels(tiny_segmenter, top):
+            ablated = tiny_segmenter(images).argmax(1)
+        before, after = ConfusionMatrix(3), ConfusionMatrix(3)
+        before.update(clean, targets, cell[None])
+        after.update(ablated, targets, cell[None])
+        expected = before.miou() - after.miou()
+        assert float(vmap.channel_drop.flatten()[j]) == pytest.approx(expected, abs=1e-6)
+
+
 def test_user_masks_give_one_value_per_mask(tiny_segmenter, images):
     masks = torch.zeros(2, 16, 16, dtype=torch.bool)
     masks[0, :4, :4] = True
