@@ -16,6 +16,9 @@ Every section times its contenders on the same model and the same seeded batch o
 * ``sweep``: ``ablated_predictions`` with 42 selections (6 k values x (flip and gradient top-k +
   5 seeded random draws)) against a full forward per selection under ``ablate_channels``; the
   predictions must be equal (goal: >= 3x faster).
+* ``map``: ``vulnerability_map`` with a 3 x 3 grid on the batch (with the channel drop, and
+  without) against one ``RegionAttack`` on the same batch with the same eps and steps (goal: the
+  map with channels <= 9.5x: nine cells' attacks plus the evaluation and the channel view).
 * ``scaling``: one attack step (forward + cross-entropy + backward to the input) and the forward
   alone against image size (batch 1) and batch size (at ``--size``): seconds, seconds per
   megapixel, peak memory. Configurations that run out of memory are reported as skipped.
@@ -73,11 +76,12 @@ from regionattack.bench.environment import environment
 from regionattack.bench.experiments import ablation_ks, channel_selections
 from regionattack.cli import add_option_argument, parse_size
 from regionattack.latent import find_layer, latent_of, model_logits, predicted_classes
+from regionattack.maps import vulnerability_map
 from regionattack.models import build_model
 from regionattack.normalization import IMAGENET_MEAN, IMAGENET_STD, unwrap, with_normalization
 from regionattack.ranking import rank_channels
 
-SECTIONS = ("attack", "ranking", "sweep", "scaling")
+SECTIONS = ("attack", "ranking", "sweep", "map", "scaling")
 EPS, ALPHA = 8 / 255, 2 / 255
 K_FRACTIONS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.4)
 RANDOM_DRAWS = 5
@@ -422,7 +426,7 @@ def probe(bench: Bench, call: Callable[[], object]) -> dict:
 def run_probe(bench: Bench) -> int:
     """``--memory-probe SECTION:NAME``: print the contender's peak memory as JSON."""
     section, _, name = bench.args.memory_probe.partition(":")
-    builders = {"attack": attack_calls, "scaling": scaling_calls}
+    builders = {"attack": attack_calls, "map": map_calls, "scaling": scaling_calls}
     if section not in builders:
         print(f"perf: error: no memory probe for section {section!r}", file=sys.stderr)
         return 2
@@ -513,6 +517,18 @@ def attack_calls(bench: Bench, images: torch.Tensor, labels: torch.Tensor) -> Ca
         "floor_channels_last": lambda: attack_floor(model, channels_last, labels, steps),
         "argmax": lambda: logits.argmax(dim=1),
         "predicted_classes": lambda: predicted_classes(logits),
+    }
+
+
+def map_calls(bench: Bench, images: torch.Tensor, labels: torch.Tensor) -> Calls:
+    """A 3 x 3 vulnerability map (with and without the channel drop) and one RegionAttack."""
+    model, steps, batch = bench.model, bench.args.steps, len(images)
+    region = RegionAttack(model, "left", eps=EPS, alpha=ALPHA, steps=steps, seed=0)
+    options = {"grid": 3, "labels": labels, "eps": EPS, "steps": steps, "batch_size": batch}
+    return {
+        "region": lambda: region(images, labels),
+        "map": lambda: vulnerability_map(model, images, **options),
+        "map_no_channels": lambda: vulnerability_map(model, images, channels=False, **options),
     }
 
 
@@ -622,6 +638,25 @@ def run_attack(bench: Bench) -> dict:
     }
 
 
+def run_map(bench: Bench) -> dict:
+    """Section ``map``: a 3 x 3 vulnerability map vs one RegionAttack, time and peak memory."""
+    size, batch = bench.args.size, bench.args.batch_size
+    images, labels = bench.images(batch, size)
+    calls = map_calls(bench, images, labels)
+    seconds = time_calls(bench, calls, "map")
+    results = {name: timing(runs, batch) for name, runs in seconds.items()}
+    for name in calls:
+        results[name]["peak_memory"] = memory(bench, "map", name, calls, batch, size)
+    return {
+        "contenders": results,
+        "comparisons": [
+            compare(results, "map", "region", [("time_ratio", "<=", 9.5)]),
+            compare(results, "map_no_channels", "region"),
+            compare(results, "map", "map_no_channels"),
+        ],
+    }
+
+
 def run_ranking(bench: Bench) -> dict:
     """Section ``ranking``: flip ranking throughput, gradient ranking cost."""
     batch = bench.args.batch_size
@@ -702,7 +737,13 @@ def run_scaling(bench: Bench) -> dict:
     return {"rows": rows}
 
 
-RUNNERS = {"attack": run_attack, "ranking": run_ranking, "sweep": run_sweep, "scaling": run_scaling}
+RUNNERS = {
+    "attack": run_attack,
+    "ranking": run_ranking,
+    "sweep": run_sweep,
+    "map": run_map,
+    "scaling": run_scaling,
+}
 
 
 # ---------------------------------------------------------------------------------- reporting

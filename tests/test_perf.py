@@ -156,6 +156,20 @@ def test_sweep_section(tiny_run):
     assert all(sum(s["k"] == k for s in selections) == 7 for k in ks)
 
 
+def test_map_section(tiny_run):
+    section = tiny_run[2]["sections"]["map"]
+    assert set(section["contenders"]) == {"region", "map", "map_no_channels"}
+    check_timings(section["contenders"])
+    check_comparisons(section)
+    first = section["comparisons"][0]
+    assert (first["contender"], first["baseline"], first["goal"]) == (
+        "map",
+        "region",
+        "time_ratio <= 9.5",
+    )
+    assert first["goal_met"] == (first["time_ratio"] <= 9.5)
+
+
 def test_scaling_section(tiny_run):
     rows = tiny_run[2]["sections"]["scaling"]["rows"]
     assert [(r["by"], r["size"], r["batch"]) for r in rows] == [
@@ -193,7 +207,7 @@ def test_bad_sections_exit_with_code_2(capsys):
         run_main(["--sections", "attack,bogus"])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert "unknown section(s) 'bogus'" in err and "attack,ranking,sweep,scaling" in err
+    assert "unknown section(s) 'bogus'" in err and "attack,ranking,sweep,map,scaling" in err
 
 
 def test_bad_settings_exit_with_code_2(capsys):
