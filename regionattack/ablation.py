@@ -397,7 +397,7 @@ def ablated_predictions(
         with replay_layer(module, output):
             for mask in masks:
                 with edit_latent(model, lambda z, m=mask: ablate(z, m, mode), layer):
-                    logits = model_logits(model(images))
+                    logits = model_logits(model(images), images.shape[-2:])
                     predictions.append(
                         predicted_classes(logits) if reduce is None else reduce(logits)
                     )

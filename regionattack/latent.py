@@ -7,6 +7,8 @@ feature map that feeds the decoder:
   ResNet-18 encoder);
 * torchvision segmentation models (``deeplabv3_*``, ``fcn_*``, ``lraspp_*``): ``backbone["out"]``
   (``backbone["high"]`` for LR-ASPP);
+* Hugging Face ``transformers`` SegFormer (``SegformerForSemanticSegmentation``, transformers
+  >= 5.9): the last encoder stage, ``segformer.stages.<last>`` (N, C, H/32, W/32);
 * a model holding exactly one of these somewhere inside (e.g. a user's wrapper that normalises
   its input and calls ``self.net``): that model's latent, named from the root (``"net.encoder"``);
 * any other model: pass ``layer="dotted.module.name"``. The layer's output may be a tensor, a
@@ -22,6 +24,7 @@ import copy
 from collections.abc import Callable, Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from regionattack._state import private_buffers
@@ -31,11 +34,25 @@ _LATENT_KEYS = ("out", "high")  # torchvision backbones: IntermediateLayerGetter
 
 
 def _own_layer(module: nn.Module) -> str | None:
-    """The latent layer's name if ``module`` itself is a known architecture, else None."""
+    """The latent layer's name if ``module`` itself is a known architecture, else None.
+
+    Raises:
+        ValueError: For a Hugging Face SegFormer of a ``transformers`` release before 5.9, whose
+            encoder reshapes its last feature map inside its own forward (no module returns it).
+    """
     if all(hasattr(module, name) for name in ("encoder", "decoder", "segmentation_head")):
         return "encoder"  # segmentation_models_pytorch and regionattack's own models
     if isinstance(getattr(module, "backbone", None), nn.Module) and hasattr(module, "classifier"):
         return "backbone"  # torchvision's segmentation models
+    segformer = getattr(module, "segformer", None)
+    if isinstance(segformer, nn.Module) and hasattr(module, "decode_head"):
+        stages = getattr(segformer, "stages", None)
+        if not isinstance(stages, nn.ModuleList):
+            raise ValueError(
+                "this SegFormer's last feature map is not the output of a module; install "
+                "transformers >= 5.9 (pip install 'regionattack[hf]') or pass layer="
+            )
+        return f"segformer.stages.{len(stages) - 1}"  # Hugging Face SegFormer: the last stage
     return None
 
 
@@ -158,27 +175,48 @@ def _with_latent(output: object, latent: torch.Tensor) -> object:
     return replaced
 
 
-def model_logits(output: object) -> torch.Tensor:
-    """Return the (N, K, H, W) logits inside a model's output.
+def model_logits(output: object, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """Return the (N, K, H, W) logits inside a model's output, at ``size`` when given.
 
-    Accepts a tensor, a torchvision dict (``"out"``) or a tuple/list whose first element holds the
-    masks (segmentation_models_pytorch with an auxiliary head).
+    Accepts a tensor, a torchvision dict (``"out"``), a tuple/list whose first element holds the
+    masks (segmentation_models_pytorch with an auxiliary head), or an output with ``logits``
+    (Hugging Face ``transformers``, e.g. ``SemanticSegmenterOutput``). Logits smaller than
+    ``size`` (SegFormer's are at 1/4 of the input) are upsampled bilinearly to it, as
+    ``transformers``' post-processing does, so every attack, ranking and metric sees one
+    prediction per input pixel.
+
+    Raises:
+        ValueError: If there are no 4-D logits, or they are larger than ``size`` in a dimension.
 
     Example:
         >>> model_logits((torch.zeros(1, 2, 3, 3), torch.zeros(1, 2))).shape
         torch.Size([1, 2, 3, 3])
+        >>> model_logits(torch.zeros(1, 2, 4, 4), size=(16, 16)).shape
+        torch.Size([1, 2, 16, 16])
     """
     if isinstance(output, dict) and "out" in output:
         output = output["out"]
+    elif isinstance(output, dict) and "logits" in output:
+        output = output["logits"]
+    elif not isinstance(output, (torch.Tensor, dict)) and hasattr(output, "logits"):
+        output = output.logits
     elif isinstance(output, (list, tuple)) and output:
         output = output[0]
     if not isinstance(output, torch.Tensor) or output.ndim != 4:
         raise ValueError(
-            "a segmentation model must return (N, K, H, W) logits (a tensor, a dict with 'out' or "
-            f"a tuple with masks first); got {type(output).__name__}"
+            "a segmentation model must return (N, K, H, W) logits (a tensor, a dict with 'out', "
+            "a tuple with masks first or an output with .logits); "
+            f"got {type(output).__name__}"
             + (f" of shape {tuple(output.shape)}" if isinstance(output, torch.Tensor) else "")
         )
-    return output
+    if size is None or tuple(output.shape[-2:]) == tuple(size):
+        return output
+    if output.shape[-2] > size[0] or output.shape[-1] > size[1]:
+        raise ValueError(
+            f"the model's logits ({tuple(output.shape[-2:])}) are larger than its input "
+            f"({tuple(size)}); expected logits at the input size or smaller"
+        )
+    return F.interpolate(output, size=tuple(size), mode="bilinear", align_corners=False)
 
 
 def predicted_classes(logits: torch.Tensor) -> torch.Tensor:

@@ -362,7 +362,7 @@ def _clean_predictions(
     predictions, num_classes = [], 0
     with frozen(model), torch.no_grad():
         for start in range(0, len(images), batch_size):
-            logits = model_logits(model(images[start : start + batch_size]))
+            logits = model_logits(model(images[start : start + batch_size]), images.shape[-2:])
             num_classes = logits.shape[1]
             predictions.append(predicted_classes(logits))
     return torch.cat(predictions), num_classes

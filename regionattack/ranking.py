@@ -383,7 +383,7 @@ def gradient_effects(
         return store["latent"]
 
     with frozen(model), torch.enable_grad(), edit_latent(model, detach, layer):
-        logits = model_logits(model(images))
+        logits = model_logits(model(images), images.shape[-2:])
         check_logits(logits, images, targets)
         latent = store["latent"]
         if targets is None:

@@ -173,3 +173,18 @@ def test_several_segmentation_models_inside_need_layer(images):
 def test_model_without_a_known_latent_mentions_layer():
     with pytest.raises(ValueError, match=r"cannot tell the latent layer of Sequential.*layer="):
         find_layer(nn.Sequential(nn.Conv2d(3, 3, 1), nn.Sequential(nn.ReLU())))
+
+
+def test_model_logits_reads_logits_outputs_and_upsamples_smaller_logits():
+    small = torch.randn(2, 3, 4, 6)
+    assert torch.equal(model_logits({"logits": small}), small)
+
+    class Output:  # an output object with a .logits attribute
+        logits = small
+
+    up = model_logits(Output(), (8, 12))
+    expected = torch.nn.functional.interpolate(small, size=(8, 12), mode="bilinear")
+    assert torch.equal(up, expected)
+    assert model_logits(small, (4, 6)) is small  # already at the size: untouched
+    with pytest.raises(ValueError, match="larger than its input"):
+        model_logits(small, (2, 12))

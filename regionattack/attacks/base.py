@@ -171,7 +171,7 @@ class SegmentationAttack(Attack):
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         """(N, K, H, W) logits of images in [0, 1] (normalised first when configured)."""
-        return model_logits(self.get_logits(images))
+        return model_logits(self.get_logits(images), images.shape[-2:])
 
     # ------------------------------------------------------------------ regions
     @staticmethod

@@ -85,7 +85,7 @@ class PixelWeightedPGD(SegmentationAttack):
         scores: dict[str, torch.Tensor] = {}
 
         def objective(adv: torch.Tensor, step: int) -> torch.Tensor:
-            logits = model_logits(network(adv))
+            logits = model_logits(network(adv), adv.shape[-2:])
             if self.optimizer == "apgd":  # the best iterate is chosen by success
                 scores["last"] = success_score(
                     predicted_classes(logits.detach()),

@@ -272,7 +272,7 @@ class RegionAttack(SegmentationAttack):
                 latent: dict[str, torch.Tensor] = {}
                 capture = edit_latent(network, lambda z: latent.update(z=z), self.layer)
                 with capture if use_channels else contextlib.nullcontext():
-                    logits = model_logits(network(adv))
+                    logits = model_logits(network(adv), adv.shape[-2:])
                 predicted = predicted_classes(logits.detach())
                 if self.optimizer == "apgd":  # the best iterate is chosen by success
                     scores["last"] = success_score(

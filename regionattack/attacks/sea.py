@@ -143,7 +143,7 @@ class SEA(SegmentationAttack):
 
         def score(adv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             """Logits, predicted classes and success score of ``adv`` (one forward pass)."""
-            logits = model_logits(network(adv))
+            logits = model_logits(network(adv), adv.shape[-2:])
             predicted = predicted_classes(logits.detach())
             return logits, predicted, success_score(predicted, targets, clean, inside, valid)
 

@@ -22,7 +22,7 @@ from regionattack._checks import IGNORE_INDEX, check_radius
 from regionattack._state import forked_rng, frozen
 from regionattack.ablation import ablate_channels, ablated_predictions
 from regionattack.bench.distributed import Workers
-from regionattack.latent import find_layer, predicted_classes
+from regionattack.latent import find_layer, model_logits, predicted_classes
 from regionattack.metrics import (
     MaskedConfusions,
     region_specificity,
@@ -174,7 +174,9 @@ def evaluate_clean(setting: Setting) -> MaskedConfusions:
     confusions = MaskedConfusions(setting.num_classes, setting.masks)
     with frozen(setting.model), torch.no_grad():
         for images, labels in setting.iterate("clean"):
-            confusions.update(predicted_classes(setting.model(images)), labels)
+            confusions.update(
+                predicted_classes(model_logits(setting.model(images), images.shape[-2:])), labels
+            )
     _sum_all([confusions], setting.workers)
     return confusions
 
@@ -311,7 +313,7 @@ def _naive_seconds(model: nn.Module, images: torch.Tensor, channel_sets: list) -
         start = time.perf_counter()
         for channels in channel_sets:
             with ablate_channels(model, channels):
-                predicted_classes(model(images))
+                predicted_classes(model_logits(model(images), images.shape[-2:]))
     return (time.perf_counter() - start) / len(channel_sets)
 
 
@@ -359,14 +361,16 @@ def run_attack(
     inside = region.to(setting.workers.device)
     for images, labels in setting.iterate(description, max_images):
         with torch.no_grad():
-            clean = predicted_classes(setting.model(images))
+            clean = predicted_classes(model_logits(setting.model(images), images.shape[-2:]))
         given = torch.where(labels == IGNORE_INDEX, clean, labels) if whole_image_labels else labels
         with seeded_global_rng(seed, images.device):
             start = time.perf_counter()
             adversarial = attack(images, given)
             seconds += time.perf_counter() - start
         with torch.no_grad():
-            preds = predicted_classes(setting.model(adversarial))
+            preds = predicted_classes(
+                model_logits(setting.model(adversarial), adversarial.shape[-2:])
+            )
         clean_counts.update(clean, labels)
         attacked_counts.update(preds, labels)
         valid = labels != IGNORE_INDEX
@@ -566,7 +570,7 @@ def ranking_fidelity(
     seen = 0
     for images, _ in setting.iterate("ranking fidelity"):
         with frozen(setting.model), torch.no_grad():
-            clean = predicted_classes(setting.model(images))
+            clean = predicted_classes(model_logits(setting.model(images), images.shape[-2:]))
         weights = mean_weights(cells[:, None], torch.ones_like(clean, dtype=torch.bool))
 
         def cell_losses(logits: torch.Tensor, weights=weights, clean=clean) -> torch.Tensor:

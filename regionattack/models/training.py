@@ -107,7 +107,7 @@ def train_segmenter(
                     flip = (torch.rand(batch_size, generator=generator) < 0.5).to(device)
                     batch = torch.where(flip[:, None, None, None], batch.flip(-1), batch)
                     target = torch.where(flip[:, None, None], target.flip(-1), target)
-                logits = model_logits(model(batch))
+                logits = model_logits(model(batch), batch.shape[-2:])
                 loss = F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)
                 if augshift is not None:
                     task = loss.item()
