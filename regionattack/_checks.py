@@ -87,30 +87,6 @@ def check_labels_in_range(labels: torch.Tensor, num_classes: int, name: str = "l
         )
 
 
-def check_logits(
-    logits: torch.Tensor, images: torch.Tensor, labels: torch.Tensor | None = None
-) -> None:
-    """Check a model's (N, K, h, w) logits: at the images' size, and ``labels`` valid classes.
-
-    Raises:
-        ValueError: If the logits are not at the images' (H, W) or a label is not one of the K
-            classes (or the ignore index).
-
-    Example:
-        >>> check_logits(torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 2, 2))
-        Traceback (most recent call last):
-        ...
-        ValueError: model logits are (4, 4) but images are (2, 2); segmentation models must predict at input size
-    """
-    if logits.shape[-2:] != images.shape[-2:]:
-        raise ValueError(
-            f"model logits are {tuple(logits.shape[-2:])} but images are "
-            f"{tuple(images.shape[-2:])}; segmentation models must predict at input size"
-        )
-    if labels is not None:
-        check_labels_in_range(labels, logits.shape[1])
-
-
 def check_positive_int(value: object, name: str) -> int:
     """Return ``value`` as an int if it is a positive integer."""
     if isinstance(value, bool) or not isinstance(value, int):

@@ -37,7 +37,7 @@ from regionattack._checks import (
     check_images,
     check_k,
     check_labels,
-    check_logits,
+    check_labels_in_range,
     check_positive_int,
     model_device,
     state_digest,
@@ -367,8 +367,9 @@ def gradient_effects(
         (N, M, K) estimated loss increases.
 
     Raises:
-        ValueError: After the forward pass and before the backward one, if the logits are not at
-            the images' size or ``targets`` hold a class the model does not predict.
+        ValueError: After the forward pass and before the backward one, if the logits are larger
+            than the images (smaller ones are upsampled) or ``targets`` hold a class the model
+            does not predict.
 
     Example:
         >>> import segmentation_models_pytorch as smp
@@ -384,7 +385,8 @@ def gradient_effects(
 
     with frozen(model), torch.enable_grad(), edit_latent(model, detach, layer):
         logits = model_logits(model(images), images.shape[-2:])
-        check_logits(logits, images, targets)
+        if targets is not None:
+            check_labels_in_range(targets, logits.shape[1])
         latent = store["latent"]
         if targets is None:
             targets = predicted_classes(logits.detach())
@@ -447,7 +449,8 @@ def rank_channels(
 
     Args:
         model: Segmentation model (any :class:`~regionattack.NormalizedModel` wrapper is seen
-            through); left exactly as it was. ``"gradient"`` needs logits at the images' size.
+            through); left exactly as it was. Logits smaller than the images are upsampled
+            to them (:func:`~regionattack.latent.model_logits`).
         data: (N, 3, H, W) images in [0, 1], or an iterable / DataLoader yielding images or
             ``(images, labels)``. Images of any float dtype are converted to float32 (as the
             attacks do), on the model's device.
@@ -467,7 +470,7 @@ def rank_channels(
     Raises:
         ValueError: For an unknown method, a region the method cannot rank, bad images/labels/masks,
             or no images; for ``"gradient"``, after the first forward pass (before any backward
-            one), labels holding a class the model does not predict or logits smaller than the
+            one), labels holding a class the model does not predict or logits larger than the
             images.
         TypeError: For images that are not a float tensor, or labels that are not integers.
 

@@ -2,6 +2,8 @@ import json
 
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from regionattack import ChannelRanking, rank_channels, with_normalization
@@ -258,11 +260,41 @@ class _HalfSizeLogits(torch.nn.Module):
         return logits[..., ::2, ::2]
 
 
+class _Upsampled(nn.Module):
+    """A model's logits upsampled bilinearly to the input by hand."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.inner = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        logits = self.inner(images)
+        return F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False)
+
+
 @pytest.mark.parametrize("with_labels", [False, True])
-def test_rank_channels_refuses_logits_smaller_than_the_images(tiny_segmenter, images, with_labels):
+def test_rank_channels_upsamples_logits_smaller_than_the_images(
+    tiny_segmenter, images, with_labels
+):
     labels = torch.zeros(4, 16, 16, dtype=torch.long) if with_labels else None
-    with pytest.raises(ValueError, match=r"model logits are \(8, 8\) but images are \(16, 16\)"):
-        rank_channels(_HalfSizeLogits(tiny_segmenter), images, labels=labels)
+    half = _HalfSizeLogits(tiny_segmenter)
+    ranking = rank_channels(half, images, labels=labels, region="left")
+    by_hand = rank_channels(_Upsampled(half), images, labels=labels, region="left")
+    assert (ranking.layer, by_hand.layer) == ("encoder", "inner.encoder")
+    assert torch.equal(ranking.scores, by_hand.scores)
+
+
+def test_rank_channels_refuses_logits_larger_than_the_images(tiny_segmenter, images):
+    class Doubled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = tiny_segmenter
+
+        def forward(self, x):
+            return F.interpolate(self.model(x), scale_factor=2.0)
+
+    with pytest.raises(ValueError, match="larger than its input"):
+        rank_channels(Doubled(), images, region="left")
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
