@@ -614,15 +614,23 @@ def scaling_calls(bench: Bench, images: torch.Tensor, labels: torch.Tensor) -> C
 
 
 # ---------------------------------------------------------------------------------- sections
-def run_attack(bench: Bench) -> dict:
-    """Section ``attack``: RegionAttack vs torchattacks.PGD, time and peak memory."""
+def timed_contenders(
+    bench: Bench, section: str, build: Callable[[Bench, torch.Tensor, torch.Tensor], Calls]
+) -> dict:
+    """Time and peak memory of each contender ``build`` makes on the section's batch."""
     size, batch = bench.args.size, bench.args.batch_size
     images, labels = bench.images(batch, size)
-    calls = attack_calls(bench, images, labels)
-    seconds = time_calls(bench, calls, "attack")
+    calls = build(bench, images, labels)
+    seconds = time_calls(bench, calls, section)
     results = {name: timing(runs, batch) for name, runs in seconds.items()}
     for name in calls:
-        results[name]["peak_memory"] = memory(bench, "attack", name, calls, batch, size)
+        results[name]["peak_memory"] = memory(bench, section, name, calls, batch, size)
+    return results
+
+
+def run_attack(bench: Bench) -> dict:
+    """Section ``attack``: RegionAttack vs torchattacks.PGD, time and peak memory."""
+    results = timed_contenders(bench, "attack", attack_calls)
     goals = [("time_ratio", "<=", 1.10), ("memory_ratio", "<=", 1.10)]
     return {
         "contenders": results,
@@ -640,13 +648,7 @@ def run_attack(bench: Bench) -> dict:
 
 def run_map(bench: Bench) -> dict:
     """Section ``map``: a 3 x 3 vulnerability map vs one RegionAttack, time and peak memory."""
-    size, batch = bench.args.size, bench.args.batch_size
-    images, labels = bench.images(batch, size)
-    calls = map_calls(bench, images, labels)
-    seconds = time_calls(bench, calls, "map")
-    results = {name: timing(runs, batch) for name, runs in seconds.items()}
-    for name in calls:
-        results[name]["peak_memory"] = memory(bench, "map", name, calls, batch, size)
+    results = timed_contenders(bench, "map", map_calls)
     return {
         "contenders": results,
         "comparisons": [

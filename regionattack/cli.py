@@ -183,10 +183,11 @@ def _add_bench(commands) -> None:
     bench.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def _run_bench(args: argparse.Namespace) -> int:
-    from regionattack.bench.runner import BenchConfig, run_benchmark
+def _model_config(args: argparse.Namespace, **settings: object):
+    """A ``BenchConfig`` with the model and data flags of ``args`` (``bench`` and ``map``)."""
+    from regionattack.bench.runner import BenchConfig
 
-    config = BenchConfig(
+    return BenchConfig(
         dataset=args.dataset,
         root=args.root,
         out=args.out,
@@ -198,6 +199,16 @@ def _run_bench(args: argparse.Namespace) -> int:
         mean=args.mean,
         std=args.std,
         stride=args.stride,
+        extra={"options": dict(args.option)} if args.option else {},
+        **settings,
+    )
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from regionattack.bench.runner import run_benchmark
+
+    config = _model_config(
+        args,
         max_images=args.max_images,
         attack_images=args.attack_images,
         batch_size=args.batch_size,
@@ -210,7 +221,6 @@ def _run_bench(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=args.device,
         progress=not args.quiet,
-        extra={"options": dict(args.option)} if args.option else {},
     )
     start = time.perf_counter()
     try:
@@ -297,25 +307,12 @@ def _run_map(args: argparse.Namespace) -> int:
 
     from regionattack._checks import state_digest
     from regionattack.bench.identity import data_identity
-    from regionattack.bench.runner import BenchConfig, load_model
+    from regionattack.bench.runner import load_model
     from regionattack.bench.store import ResultStore
     from regionattack.data import check_size_divisible, load_dataset
     from regionattack.maps import VulnerabilityMap, map_cells, vulnerability_map
 
-    config = BenchConfig(
-        dataset=args.dataset,
-        root=args.root,
-        out=args.out,
-        split=args.split,
-        model=args.model,
-        num_classes=args.num_classes,
-        checkpoint=args.checkpoint,
-        size=args.size,
-        mean=args.mean,
-        std=args.std,
-        stride=args.stride,
-        extra={"options": dict(args.option)} if args.option else {},
-    )
+    config = _model_config(args)
     start = time.perf_counter()
     try:
         config.validate_sources()
