@@ -128,9 +128,10 @@ def plot_vulnerability_map(
         painted = torch.full((height, width), float("nan"))
         for cell, value in zip(cells, values.flatten(), strict=True):
             painted[cell] = float(value)
+        painted = torch.where(painted.isfinite(), painted, float("nan"))  # inf: not broken
         if image is not None:
             ax.imshow(image.detach().cpu().permute(1, 2, 0).clamp(0, 1).numpy())
-        low = min(0.0, float(values.nan_to_num(0.0).min()))
+        low = min(0.0, float(values.nan_to_num(0.0, posinf=0.0).min()))
         shown = ax.imshow(
             painted.numpy(), cmap="magma", alpha=0.6 if image is not None else 1.0, vmin=low
         )

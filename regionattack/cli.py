@@ -296,6 +296,13 @@ def _add_map(commands) -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--k", type=int, help="channels zeroed per cell (default: 5%%)")
     parser.add_argument("--no-channels", action="store_true", help="skip the channel drop")
+    parser.add_argument(
+        "--minimal-eps", action="store_true", help="also bisect each cell's smallest breaking eps"
+    )
+    parser.add_argument("--eps-max", type=parse_radius, default=32 / 255, help="default: 32/255")
+    parser.add_argument(
+        "--break-fraction", type=float, default=0.5, help="of a cell's pixels (default: 0.5)"
+    )
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, help="output folder")
@@ -331,6 +338,9 @@ def _run_map(args: argparse.Namespace) -> int:
             "attack": args.attack, "eps": args.eps, "steps": args.steps, "seed": args.seed,
             "k": args.k, "channels": not args.no_channels, "batch_size": args.batch_size,
             "grid": list(shape), "images": count, "labels": True,
+            "minimal_eps": args.minimal_eps,
+            "eps_max": args.eps_max if args.minimal_eps else None,
+            "break_fraction": args.break_fraction if args.minimal_eps else None,
         }  # fmt: skip
         fingerprint = {
             **settings,
@@ -347,6 +357,8 @@ def _run_map(args: argparse.Namespace) -> int:
                 model, images, grid=cell[None], labels=labels, attack=args.attack,
                 eps=args.eps, steps=args.steps, channels=not args.no_channels, k=args.k,
                 seed=args.seed, batch_size=args.batch_size, progress=not args.quiet,
+                minimal_eps=args.minimal_eps, eps_max=args.eps_max,
+                break_fraction=args.break_fraction,
             )  # fmt: skip
             store.put(key, {name: float(value[0]) for name, value in cell_map.measures().items()})
             logging.info("cell %d of %d done", index + 1, len(cells))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -46,7 +47,7 @@ REGION_ATTACKS = {
     "SegPGD": SegPGD,
     "SEA": SEA,
 }
-MEASURES = ("changed_inside", "changed_outside", "miou_drop", "channel_drop")
+MEASURES = ("changed_inside", "changed_outside", "miou_drop", "channel_drop", "minimal_eps")
 GridLike = int | tuple[int, int] | torch.Tensor
 
 
@@ -67,6 +68,9 @@ class VulnerabilityMap:
         channel_drop: The cell's mIoU drop when its top-``k`` gradient-ranked position channels
             are zeroed; None when the map was made with ``channels=False``.
         settings: How the map was made (attack, eps, steps, seed, k, images, labels given).
+        minimal_eps: Per cell, the median over images of the smallest eps that breaks it (at
+            least ``break_fraction`` of its valid pixels changed, at most 1% of the others);
+            ``inf`` where ``eps_max`` is not enough; None unless asked for.
     """
 
     cells: torch.Tensor
@@ -76,6 +80,7 @@ class VulnerabilityMap:
     miou_drop: torch.Tensor
     channel_drop: torch.Tensor | None
     settings: dict
+    minimal_eps: torch.Tensor | None = None
 
     @classmethod
     def from_rows(
@@ -83,8 +88,9 @@ class VulnerabilityMap:
     ) -> VulnerabilityMap:
         """A map from one ``{measure: value}`` dict per cell, in cell order.
 
-        Values are the measures of :data:`MEASURES` (None for NaN); ``channel_drop`` is absent
-        or None in every row when it was not computed.
+        Values are the measures of :data:`MEASURES` (None for NaN, and for ``inf`` in
+        ``minimal_eps``); ``channel_drop`` and ``minimal_eps`` are absent or None in every row
+        when they were not computed.
 
         Example:
             >>> rows = [{"changed_inside": 0.5, "changed_outside": 0.0, "miou_drop": 0.25},
@@ -96,10 +102,12 @@ class VulnerabilityMap:
         """
 
         def gather(name: str) -> torch.Tensor:
-            values = [math.nan if row.get(name) is None else row[name] for row in rows]
+            missing = math.inf if name == "minimal_eps" else math.nan
+            values = [missing if row.get(name) is None else row[name] for row in rows]
             return torch.tensor(values, dtype=torch.float32).reshape(shape)
 
         computed = any(row.get("channel_drop") is not None for row in rows)
+        bisected = any("minimal_eps" in row for row in rows)
         return cls(
             cells=cells,
             shape=tuple(shape),
@@ -108,6 +116,7 @@ class VulnerabilityMap:
             miou_drop=gather("miou_drop"),
             channel_drop=gather("channel_drop") if computed else None,
             settings=dict(settings),
+            minimal_eps=gather("minimal_eps") if bisected else None,
         )
 
     def measures(self) -> dict[str, torch.Tensor]:
@@ -118,7 +127,8 @@ class VulnerabilityMap:
     def weakest(self, measure: str = "miou_drop") -> list[int]:
         """Cell numbers (row by row), most fragile first by ``measure``.
 
-        ``changed_outside`` is not a measure of fragility and is refused.
+        Largest value first, except for ``minimal_eps`` (smallest first). ``changed_outside`` is
+        not a measure of fragility and is refused.
 
         Example:
             >>> m = VulnerabilityMap(torch.ones(2, 1, 2, dtype=torch.bool), (1, 2),
@@ -129,14 +139,18 @@ class VulnerabilityMap:
         """
         names = [name for name in self.measures() if name != "changed_outside"]
         values = getattr(self, check_choice(measure, "measure", names)).flatten()
-        return sorted(range(len(values)), key=lambda i: -float(values[i]))
+        sign = 1.0 if measure == "minimal_eps" else -1.0
+        return sorted(range(len(values)), key=lambda i: sign * float(values[i]))
 
     def to_dict(self) -> dict:
-        """The shape, the settings and each measure as nested lists (JSON-ready)."""
+        """The shape, the settings and each measure as nested lists, JSON-ready.
+
+        NaN (a cell with no valid pixel) and, in ``minimal_eps``, ``inf`` become None.
+        """
         return {
             "shape": list(self.shape),
             "settings": dict(self.settings),
-            **{name: value.tolist() for name, value in self.measures().items()},
+            **{name: _finite_or_none(value.tolist()) for name, value in self.measures().items()},
         }
 
     def table(self) -> str:
@@ -216,6 +230,9 @@ def vulnerability_map(
     seed: int | None = 0,
     batch_size: int = 16,
     progress: bool = False,
+    minimal_eps: bool = False,
+    eps_max: float = 32 / 255,
+    break_fraction: float = 0.5,
 ) -> VulnerabilityMap:
     """Break each cell of a grid in turn and measure how far it breaks and what else changes.
 
@@ -240,6 +257,14 @@ def vulnerability_map(
         seed: The attack's seed (its random start).
         batch_size: (image, cell) pairs per attack batch.
         progress: Show a progress bar (tqdm) over the attack batches.
+        minimal_eps: Also find each cell's minimal eps: per image, the smallest radius (by
+            bisection on [0, ``eps_max``] down to 0.5/255) at which the attack changes at least
+            ``break_fraction`` of the cell's valid pixels and at most 1% of the others; per
+            cell the median over images (``inf`` where ``eps_max`` does not break it). Each
+            (image, cell) pair costs at most ``ceil(log2(eps_max / (0.5/255))) + 1`` attacks;
+            pairs not broken at ``eps_max`` leave after the first.
+        eps_max: The largest radius tried.
+        break_fraction: Fraction of the cell's pixels that must change, in (0, 1].
 
     Returns:
         The :class:`VulnerabilityMap`.
@@ -265,6 +290,9 @@ def vulnerability_map(
     steps = check_positive_int(steps, "steps")
     batch_size = check_positive_int(batch_size, "batch_size")
     seed = check_seed(seed)
+    eps_max = check_radius(eps_max, "eps_max")
+    if not isinstance(break_fraction, (int, float)) or not 0 < break_fraction <= 1:
+        raise ValueError(f"break_fraction must be a number in (0, 1]; got {break_fraction!r}")
     size = (images.shape[-2], images.shape[-1])
     cells, shape = map_cells(grid, size)
     cells = cells.to(images.device)
@@ -281,11 +309,15 @@ def vulnerability_map(
     valid = targets != IGNORE_INDEX
     clean_counts = _cell_confusions(clean, targets, cells, num_classes)
 
-    cls = REGION_ATTACKS[attack]
-    options = {"eps": eps, "steps": steps, "seed": seed}
-    if "alpha" in inspect.signature(cls).parameters:
-        options["alpha"] = eps / 4
-    region_attack = cls(model, region=cells[0], **options)
+    def build(radius: float):
+        cls = REGION_ATTACKS[attack]
+        options = {"eps": radius, "steps": steps, "seed": seed}
+        if "alpha" in inspect.signature(cls).parameters:
+            options["alpha"] = radius / 4
+        return cls(model, region=cells[0], **options)
+
+    outcome = _PairOutcome(model, images, labels, clean, valid, cells, batch_size)
+    region_attack = build(eps)
     adversarial = [ConfusionMatrix(num_classes) for _ in range(len(cells))]
     inside_sum = torch.zeros(len(cells), dtype=torch.float64)
     outside_sum = torch.zeros(len(cells), dtype=torch.float64)
@@ -296,22 +328,18 @@ def vulnerability_map(
     for chunk in _progress(chunks, progress, f"{attack} map"):
         image_ids = torch.tensor([i for i, _ in chunk], device=images.device)
         cell_ids = torch.tensor([j for _, j in chunk], device=images.device)
-        masks = cells[cell_ids]
-        chunk_labels = None if labels is None else labels[image_ids]
-        adv = region_attack(images[image_ids], chunk_labels, region=masks)
-        predicted = _clean_predictions(model, adv, batch_size)[0]
-        changed = predicted != clean[image_ids]
-        ok = valid[image_ids]
+        predicted, fractions, counted = outcome(region_attack, image_ids, cell_ids)
         for j in cell_ids.unique().tolist():
             rows = cell_ids == j
-            adversarial[j].update(predicted[rows], targets[image_ids][rows], masks[rows])
-            for inside, sums, seen in ((True, inside_sum, inside_seen),
-                                       (False, outside_sum, outside_seen)):  # fmt: skip
-                where = (masks[rows] if inside else ~masks[rows]) & ok[rows]
-                counted = where.flatten(1).sum(dim=1)
-                fraction = (changed[rows] & where).flatten(1).sum(dim=1) / counted.clamp_min(1)
-                sums[j] += float(fraction[counted > 0].double().sum())
-                seen[j] += int((counted > 0).sum())
+            adversarial[j].update(predicted[rows], targets[image_ids][rows], cells[cell_ids][rows])
+            for side, (sums, seen) in enumerate(((inside_sum, inside_seen),
+                                                 (outside_sum, outside_seen))):  # fmt: skip
+                kept = counted[side][rows] > 0
+                sums[j] += float(fractions[side][rows][kept].double().sum())
+                seen[j] += int(kept.sum())
+    smallest = None
+    if minimal_eps:
+        smallest = _minimal_eps(build, outcome, len(images), len(cells), eps_max, break_fraction)
 
     channel_drop = None
     if channels:
@@ -330,6 +358,8 @@ def vulnerability_map(
         "labels": labels is not None,
         "k": None if not channels else k,
         "layer": layer if channels else None,
+        "eps_max": eps_max if minimal_eps else None,
+        "break_fraction": break_fraction if minimal_eps else None,
     }
     return VulnerabilityMap(
         cells=cells.cpu(),
@@ -339,7 +369,99 @@ def vulnerability_map(
         miou_drop=miou_drop.reshape(shape),
         channel_drop=None if channel_drop is None else channel_drop.reshape(shape),
         settings=settings,
+        minimal_eps=None if smallest is None else smallest.reshape(shape),
     )
+
+
+class _PairOutcome:
+    """Runs an attack on (image, cell) pairs; returns predictions and changed fractions."""
+
+    def __init__(self, model, images, labels, clean, valid, cells, batch_size):
+        self.model, self.images, self.labels = model, images, labels
+        self.clean, self.valid, self.cells, self.batch_size = clean, valid, cells, batch_size
+
+    def __call__(
+        self, attack, image_ids: torch.Tensor, cell_ids: torch.Tensor
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, ...]]:
+        """``(predicted, (inside, outside) changed fractions, (inside, outside) valid counts)``."""
+        masks = self.cells[cell_ids]
+        labels = None if self.labels is None else self.labels[image_ids]
+        adv = attack(self.images[image_ids], labels, region=masks)
+        predicted = _clean_predictions(self.model, adv, self.batch_size)[0]
+        changed = predicted != self.clean[image_ids]
+        fractions, counts = [], []
+        for where in (masks, ~masks):
+            where = where & self.valid[image_ids]
+            counted = where.flatten(1).sum(dim=1)
+            fractions.append((changed & where).flatten(1).sum(dim=1) / counted.clamp_min(1))
+            counts.append(counted)
+        return predicted, (fractions[0], fractions[1]), (counts[0], counts[1])
+
+
+#: At most this fraction of the pixels outside a cell may change at a cell's minimal eps.
+MINIMAL_EPS_OUTSIDE = 0.01
+#: The bisection of the minimal eps stops at this resolution (image units).
+MINIMAL_EPS_RESOLUTION = 0.5 / 255
+
+
+def _minimal_eps(build, outcome: _PairOutcome, num_images: int, num_cells: int, eps_max: float,
+                 break_fraction: float) -> torch.Tensor:  # fmt: skip
+    """Per cell, the median over images of the smallest eps that breaks it (see the map).
+
+    Every (image, cell) pair is attacked at ``eps_max`` first; a pair that is not broken there
+    gets ``inf`` and leaves. The others are bisected on [0, eps_max] down to
+    :data:`MINIMAL_EPS_RESOLUTION`, each with its own interval: pairs whose midpoints agree
+    share an attack. So each pair costs at most ``ceil(log2(eps_max / resolution)) + 1`` attacks.
+    """
+    pairs = [(i, j) for j in range(num_cells) for i in range(num_images)]
+    rounds = max(0, math.ceil(math.log2(eps_max / MINIMAL_EPS_RESOLUTION))) if eps_max else 0
+    low = [0.0] * len(pairs)
+    high = [eps_max] * len(pairs)
+
+    def broken(indices: list[int], radii: list[float]) -> dict[int, bool]:
+        result: dict[int, bool] = {}
+        groups: dict[float, list[int]] = {}
+        for index, radius in zip(indices, radii, strict=True):
+            groups.setdefault(radius, []).append(index)
+        for radius, members in groups.items():
+            attack = build(radius)
+            for start in range(0, len(members), outcome.batch_size):
+                chunk = members[start : start + outcome.batch_size]
+                device = outcome.images.device
+                image_ids = torch.tensor([pairs[m][0] for m in chunk], device=device)
+                cell_ids = torch.tensor([pairs[m][1] for m in chunk], device=device)
+                _, (inside, outside), (counted, _) = outcome(attack, image_ids, cell_ids)
+                ok = (inside >= break_fraction) & (outside <= MINIMAL_EPS_OUTSIDE) & (counted > 0)
+                result.update(zip(chunk, ok.tolist(), strict=True))
+        return result
+
+    first = broken(list(range(len(pairs))), [eps_max] * len(pairs))
+    active = [index for index in range(len(pairs)) if first[index]]
+    for _ in range(rounds):
+        if not active:
+            break
+        middles = [(low[index] + high[index]) / 2 for index in active]
+        outcome_of = broken(active, middles)
+        for index, middle in zip(active, middles, strict=True):
+            if outcome_of[index]:
+                high[index] = middle
+            else:
+                low[index] = middle
+    smallest = [high[index] if first[index] else math.inf for index in range(len(pairs))]
+    return torch.tensor(
+        [
+            statistics.median(smallest[j * num_images : (j + 1) * num_images])
+            for j in range(num_cells)
+        ],
+        dtype=torch.float32,
+    )
+
+
+def _finite_or_none(values: object) -> object:
+    """Nested lists of floats with NaN and infinities replaced by None."""
+    if isinstance(values, list):
+        return [_finite_or_none(value) for value in values]
+    return values if math.isfinite(values) else None
 
 
 def _nan_mean(total: torch.Tensor, count: torch.Tensor) -> torch.Tensor:

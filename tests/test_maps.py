@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -79,6 +80,34 @@ def test_the_planted_fragile_cell_comes_out_first_by_every_measure(fragile):
     assert values["miou_drop"][fragile] > 0.9 and values["channel_drop"][fragile] > 0.9
     assert values["channel_drop"][others].abs().max() == 0
     assert values["changed_outside"].max() == 0  # margins of 1 outside: nothing else moves
+
+
+def test_minimal_eps_finds_the_planted_margin_and_counts_its_attacks(monkeypatch):
+    from regionattack import maps
+
+    model = PlantedSegmenter(4).eval()
+    images = grey_images(2)
+    calls = {"pairs": 0}
+    run = maps._PairOutcome.__call__
+
+    def counting(self, attack, image_ids, cell_ids):
+        calls["pairs"] += len(image_ids)
+        return run(self, attack, image_ids, cell_ids)
+
+    monkeypatch.setattr(maps._PairOutcome, "__call__", counting)
+    vmap = vulnerability_map(model, images, grid=3, steps=10, channels=False, minimal_eps=True,
+                             eps_max=16 / 255)  # fmt: skip
+    calls["pairs"] -= 2 * 9  # the map's own attacks at eps
+    smallest = vmap.minimal_eps.flatten()
+    # the fragile cell's margin is 0.02: a shift of the mean colour by 0.02 flips it
+    assert 0.02 - 1e-3 <= float(smallest[4]) <= 0.02 + 0.5 / 255 + 1e-3
+    assert torch.isinf(smallest[[0, 1, 2, 3, 5, 6, 7, 8]]).all()  # margins of 1 never break
+    assert vmap.weakest("minimal_eps")[0] == 4
+    # every pair is tried at eps_max; only the fragile cell's two pairs are bisected, 5 rounds
+    assert calls["pairs"] == 2 * 9 + 2 * math.ceil(math.log2(16 / 0.5))
+    record = vmap.to_dict()
+    assert record["minimal_eps"][0][0] is None and record["minimal_eps"][1][1] > 0
+    assert vmap.table().splitlines()[0].endswith("| minimal eps |")
 
 
 def test_measures_are_those_of_the_attack_run_by_hand(tiny_segmenter, images):
@@ -162,8 +191,9 @@ def test_maps_on_smp_and_torchvision_models():
         model = build_model(name, 3).eval()
         vmap = vulnerability_map(model, images, grid=2, steps=1, batch_size=4)
         assert vmap.shape == (2, 2)
-        for measure in MEASURES:
-            assert torch.isfinite(getattr(vmap, measure)).all(), (name, measure)
+        assert set(vmap.measures()) == set(MEASURES) - {"minimal_eps"}
+        for measure, values in vmap.measures().items():
+            assert torch.isfinite(values).all(), (name, measure)
 
 
 def test_table_dict_and_figure(tiny_segmenter, images, tmp_path):
@@ -190,6 +220,8 @@ def test_table_dict_and_figure(tiny_segmenter, images, tmp_path):
         ({"eps": 8}, ValueError, "8/255"),
         ({"steps": 0}, ValueError, "steps"),
         ({"labels": torch.zeros(4, 8, 8, dtype=torch.long)}, ValueError, "labels"),
+        ({"minimal_eps": True, "eps_max": 2.0}, ValueError, "eps_max"),
+        ({"minimal_eps": True, "break_fraction": 0}, ValueError, "break_fraction"),
     ],
 )
 def test_bad_input_gets_clear_errors(tiny_segmenter, images, options, error, match):
@@ -230,7 +262,7 @@ def test_cli_map_writes_table_and_figure_resumes_and_refuses(
     assert cli.main([*common, "--steps", "1"]) == 0
     record = json.loads((out / "map.json").read_text())
     assert sorted(record["units"]) == ["cell/0", "cell/1"]
-    assert set(record["units"]["cell/0"]) == set(MEASURES)
+    assert set(record["units"]["cell/0"]) == set(MEASURES) - {"minimal_eps"}
     table = (out / "map.md").read_text()
     assert table.startswith("| cell | changed inside |") and "| (0, 1) |" in table
     assert (out / "map.png").stat().st_size > 5_000
@@ -243,3 +275,11 @@ def test_cli_map_writes_table_and_figure_resumes_and_refuses(
     assert cli.main([*common, "--steps", "1"]) == 0  # resumed: every cell is in map.json
     assert cli.main([*common, "--steps", "2"]) == 2
     assert "another configuration (differs in: steps)" in capsys.readouterr().err
+    monkeypatch.undo()
+    bisected = tmp_path / "bisected"
+    args = [*common[:-3], "--out", str(bisected), "--quiet", "--steps", "1", "--minimal-eps",
+            "--eps-max", "2/255", "--no-channels"]  # fmt: skip
+    assert cli.main(args) == 0
+    units = json.loads((bisected / "map.json").read_text())["units"]
+    assert all("minimal_eps" in unit for unit in units.values())
+    assert "| minimal eps |" in (bisected / "map.md").read_text()
