@@ -291,8 +291,10 @@ def vulnerability_map(
     batch_size = check_positive_int(batch_size, "batch_size")
     seed = check_seed(seed)
     eps_max = check_radius(eps_max, "eps_max")
-    if not isinstance(break_fraction, (int, float)) or not 0 < break_fraction <= 1:
-        raise ValueError(f"break_fraction must be a number in (0, 1]; got {break_fraction!r}")
+    if isinstance(break_fraction, bool) or not isinstance(break_fraction, (int, float)):
+        raise TypeError(f"break_fraction must be a number; got {type(break_fraction).__name__}")
+    if not 0 < break_fraction <= 1:
+        raise ValueError(f"break_fraction must be in (0, 1]; got {break_fraction!r}")
     size = (images.shape[-2], images.shape[-1])
     cells, shape = map_cells(grid, size)
     cells = cells.to(images.device)

@@ -222,6 +222,7 @@ def test_table_dict_and_figure(tiny_segmenter, images, tmp_path):
         ({"labels": torch.zeros(4, 8, 8, dtype=torch.long)}, ValueError, "labels"),
         ({"minimal_eps": True, "eps_max": 2.0}, ValueError, "eps_max"),
         ({"minimal_eps": True, "break_fraction": 0}, ValueError, "break_fraction"),
+        ({"minimal_eps": True, "break_fraction": True}, TypeError, "break_fraction"),
     ],
 )
 def test_bad_input_gets_clear_errors(tiny_segmenter, images, options, error, match):
