@@ -28,8 +28,9 @@ import time
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 
+from benchmarks import camvid_checkpoint
 from regionattack import RegionAttack, UniformNoise
 from regionattack._checks import IGNORE_INDEX, state_digest
 from regionattack._files import write_json
@@ -37,9 +38,7 @@ from regionattack.bench.environment import environment
 from regionattack.bench.experiments import region_mask
 from regionattack.bench.identity import data_identity
 from regionattack.cli import parse_radii
-from regionattack.data import load_dataset
 from regionattack.latent import model_logits
-from regionattack.models import build_from_checkpoint
 
 CASES = ("noise", "full", "pooling frozen at evaluation", "pooling frozen")
 
@@ -139,10 +138,7 @@ def measure(model: nn.Module, loader: DataLoader, left: torch.Tensor, eps: float
 def main() -> None:
     """Measure every seed; write ``--out``; print mean ± std over seeds."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--root", required=True)
-    parser.add_argument("--split", default="val")
-    parser.add_argument("--images", type=int, default=32)
+    camvid_checkpoint.add_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--eps", type=lambda t: parse_radii(t)[0], default=8 / 255)
     parser.add_argument("--steps", type=int, default=10)
@@ -150,15 +146,12 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
 
-    model, meta = build_from_checkpoint(args.checkpoint)
-    size = tuple(meta["size"])
-    dataset = load_dataset("camvid", args.root, args.split, size=size)
-    count = min(args.images, len(dataset))
-    loader = DataLoader(Subset(dataset, range(count)), batch_size=args.batch_size)
+    model, size, dataset, count, images = camvid_checkpoint.load(args)
+    loader = DataLoader(images, batch_size=args.batch_size)
     left = region_mask("left", size)
     rows = {}
     for seed in args.seeds:
-        rows[str(seed)] = measure(model.eval(), loader, left, args.eps, args.steps, seed)
+        rows[str(seed)] = measure(model, loader, left, args.eps, args.steps, seed)
     record = {
         "identity": {"model_state": state_digest(model), "data": data_identity(dataset, count)},
         "settings": {"eps": args.eps, "steps": args.steps, "seeds": args.seeds, "region": "left"},

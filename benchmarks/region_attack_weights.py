@@ -14,8 +14,7 @@ import argparse
 import time
 from pathlib import Path
 
-from torch.utils.data import Subset
-
+from benchmarks import camvid_checkpoint
 from regionattack._files import write_json
 from regionattack.bench.experiments import (
     Setting,
@@ -25,8 +24,6 @@ from regionattack.bench.experiments import (
     summarize_attack,
 )
 from regionattack.cli import parse_radius
-from regionattack.data import load_dataset
-from regionattack.models import build_from_checkpoint
 
 VARIANTS = {
     "plain CE, random start (before)": {
@@ -45,17 +42,12 @@ VARIANTS = {
 def main() -> None:
     """Run every variant; print a table; write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--root", required=True)
-    parser.add_argument("--split", default="val")
-    parser.add_argument("--images", type=int, default=32)
+    camvid_checkpoint.add_arguments(parser)
     parser.add_argument("--eps", type=parse_radius, default=8 / 255, help="8/255 or 0.0314")
     parser.add_argument("--out", default="benchmarks/results/region_attack_weights.json")
     args = parser.parse_args()
-    model, meta = build_from_checkpoint(args.checkpoint)
-    dataset = load_dataset("camvid", args.root, args.split, size=tuple(meta["size"]))
-    images = Subset(dataset, range(min(args.images, len(dataset))))
-    left = region_mask("left", tuple(meta["size"]))
+    model, size, dataset, _, images = camvid_checkpoint.load(args)
+    left = region_mask("left", size)
     # One batch, as before: the random start of a seeded attack depends on the batch.
     setting = Setting(model.eval(), images, len(images), len(dataset.classes), {"region": left})
     variants = {name: ("RegionAttack", options) for name, options in VARIANTS.items()}

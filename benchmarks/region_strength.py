@@ -24,8 +24,7 @@ import statistics
 import time
 from pathlib import Path
 
-from torch.utils.data import Subset
-
+from benchmarks import camvid_checkpoint
 from regionattack._checks import state_digest
 from regionattack._files import write_json
 from regionattack.bench.environment import environment
@@ -39,8 +38,6 @@ from regionattack.bench.experiments import (
 )
 from regionattack.bench.identity import data_identity
 from regionattack.cli import parse_radii
-from regionattack.data import load_dataset
-from regionattack.models import build_from_checkpoint
 
 #: label -> (attack name of the suite, constructor options); the trade-off knob of RegionAttack
 #: is ``outside_weight`` (the weight of the term that keeps the outside's prediction), swept with
@@ -203,10 +200,7 @@ def _once(seen: set[str], label: str) -> str | None:
 def main() -> None:
     """Measure every unit not in ``--out`` yet; print the table; draw the figure."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--root", required=True)
-    parser.add_argument("--split", default="val")
-    parser.add_argument("--images", type=int, default=32)
+    camvid_checkpoint.add_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--eps", type=parse_radii, default=(8 / 255,), help="e.g. 2/255,8/255")
     parser.add_argument("--steps", type=lambda t: [int(s) for s in t.split(",")], default=[10])
@@ -224,11 +218,7 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
 
-    model, meta = build_from_checkpoint(args.checkpoint)
-    size = tuple(meta["size"])
-    dataset = load_dataset("camvid", args.root, args.split, size=size)
-    count = min(args.images, len(dataset))
-    images = Subset(dataset, range(count))
+    model, size, dataset, count, images = camvid_checkpoint.load(args)
     left = region_mask("left", size)
     setting = Setting(model.eval(), images, args.batch_size, len(dataset.classes), {"region": left})
     identity = {
