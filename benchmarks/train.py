@@ -9,6 +9,10 @@ FILE`` needs no other model flags. Example (the CamVid model of docs/results/cam
         --option decoder_channels=64 --option "decoder_atrous_rates=(2, 4, 6)" \\
         --size 176x240 --steps 600 --out checkpoints/camvid-deeplabv3-r18.pt
 
+A Hugging Face SegFormer (MiT-b0 sizes, ``pip install 'regionattack[hf]'``) trains the same way
+with ``--model hf:segformer --stride 4``: its logits are at 1/4 of the input and are upsampled
+to the labels' size for the loss and the evaluation.
+
 Images are resized to ``--size`` (no crops) and drawn at random with replacement; the loss is
 cross-entropy with 255 ignored; AdamW with warm-up and a cosine schedule. Horizontal flips are off
 unless ``--hflip`` is given: they teach the network that left and right are interchangeable, which
@@ -38,6 +42,7 @@ import torch
 from regionattack.cli import add_option_argument, parse_floats, parse_size
 from regionattack.data import DATASETS, check_size_divisible, load_dataset
 from regionattack.defenses import PADDING_MODES, AugShift, padding_modes, set_padding
+from regionattack.latent import model_logits, predicted_classes
 from regionattack.metrics import ConfusionMatrix
 from regionattack.models import build_model, save_checkpoint, train_segmenter
 from regionattack.normalization import IMAGENET_MEAN, IMAGENET_STD, with_normalization
@@ -96,7 +101,8 @@ def evaluate(model: torch.nn.Module, dataset, num_classes: int, device: str) -> 
     loader = torch.utils.data.DataLoader(dataset, batch_size=8)
     with torch.no_grad():
         for images, labels in loader:
-            confusion.update(model(images.to(device)).argmax(1).cpu(), labels)
+            logits = model_logits(model(images.to(device)), images.shape[-2:])
+            confusion.update(predicted_classes(logits).cpu(), labels)
     return confusion.miou()
 
 

@@ -7,6 +7,7 @@ arrived. Checks are never switched off and never use ``assert``.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 
 import torch
@@ -196,3 +197,38 @@ def check_k(k: object, num_channels: int) -> int:
     if k > num_channels:
         raise ValueError(f"k must be at most the channel count {num_channels}; got {k}")
     return k
+
+
+def import_optional(name: str, extra: str, minversion: str | None = None) -> object:
+    """Import an optional package, or raise ``ImportError`` naming the extra that installs it.
+
+    Args:
+        name: Module to import (e.g. ``"transformers"``).
+        extra: The regionattack extra that installs it (e.g. ``"hf"``).
+        minversion: Oldest release that works, compared number by number (``"5.9"``).
+
+    Raises:
+        ImportError: If the package is missing or older than ``minversion``.
+
+    Example:
+        >>> import_optional("math", "none").__name__
+        'math'
+    """
+    import importlib
+
+    hint = f"pip install 'regionattack[{extra}]'"
+    try:
+        module = importlib.import_module(name)
+    except ImportError as error:
+        raise ImportError(f"this needs the optional package {name!r}: {hint}") from error
+    if minversion is not None:
+        found = str(getattr(module, "__version__", "0"))
+        if _release(found) < _release(minversion):
+            raise ImportError(f"this needs {name} >= {minversion}, found {found}: {hint}")
+    return module
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """The leading numbers of a version string: ``"5.9.0.dev0"`` -> ``(5, 9, 0)``."""
+    match = re.match(r"\d+(\.\d+)*", version)
+    return tuple(int(part) for part in match.group().split(".")) if match else ()

@@ -129,6 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--attack-images", type=int, default=DemoConfig.attack_images, help="images to attack"
     )
+    demo.add_argument(
+        "--map-grid",
+        type=int,
+        default=DemoConfig.map_grid,
+        help="vulnerability map over an NxN grid of the attacked images (0: none; default: 3)",
+    )
     demo.add_argument("--steps", type=int, default=DemoConfig.steps, help="training steps")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--retrain", action="store_true", help="ignore the cached model")
@@ -360,7 +366,7 @@ def _run_map(args: argparse.Namespace) -> int:
                 minimal_eps=args.minimal_eps, eps_max=args.eps_max,
                 break_fraction=args.break_fraction,
             )  # fmt: skip
-            store.put(key, {name: float(value[0]) for name, value in cell_map.measures().items()})
+            store.put(key, cell_map.rows()[0])
             logging.info("cell %d of %d done", index + 1, len(cells))
     except (ValueError, FileNotFoundError) as error:
         print(f"regionattack map: error: {error}", file=sys.stderr)
@@ -374,11 +380,8 @@ def _run_map(args: argparse.Namespace) -> int:
         return 130
     rows = [store.get(f"cell/{index}") for index in range(len(cells))]
     vmap = VulnerabilityMap.from_rows(cells, shape, rows, settings)
-    table = vmap.table()
-    with open(f"{args.out}/map.md", "w") as file:
-        file.write(table + "\n")
-    vmap.plot(images[0], f"{args.out}/map.png")
-    print(table)
+    vmap.save(args.out, images[0])
+    print(vmap.table())
     weakest = vmap.weakest("miou_drop")[:3]
     print(f"weakest cells by mIoU drop: {weakest}; measures: {', '.join(vmap.measures())}")
     print(
@@ -408,6 +411,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             train_images=train_images,
             eval_images=eval_images,
             attack_images=min(args.attack_images, eval_images),
+            map_grid=args.map_grid,
             steps=args.steps,
             seed=args.seed,
             progress=not args.quiet,

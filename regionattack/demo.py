@@ -20,10 +20,14 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from regionattack._checks import check_nonnegative_int, state_digest
 from regionattack._files import torch_save_atomic
 from regionattack._state import forked_rng
+from regionattack.bench.identity import data_identity
 from regionattack.bench.report import format_table, summarize_ablation
 from regionattack.bench.runner import BenchConfig, run_experiments
+from regionattack.bench.store import ResultStore
+from regionattack.maps import VulnerabilityMap, map_cells, vulnerability_map
 from regionattack.models import build_model, train_segmenter
 from regionattack.normalization import IMAGENET_MEAN, IMAGENET_STD, with_normalization
 
@@ -54,6 +58,7 @@ class DemoConfig:
     attack_steps: int = 10
     seed: int = 0
     objectives: tuple[str, ...] = ("segmentation", "channels", "both")
+    map_grid: int = 3
     progress: bool = True
 
     def cache_key(self) -> str:
@@ -205,7 +210,53 @@ def run_demo(config: DemoConfig, out_dir: str | os.PathLike, *, retrain: bool = 
     train_info["load_or_train_seconds"] = time.perf_counter() - start - data_seconds
     evaluation = TensorDataset(data["eval_images"], data["eval_labels"])
     evaluation.classes = data["classes"]  # type: ignore[attr-defined]
-    return run_experiments(bench, model, evaluation, model_meta=train_info)
+    results = run_experiments(bench, model, evaluation, model_meta=train_info)
+    map_start = time.perf_counter()
+    results["map"], computed = demo_map(config, model, evaluation, out_dir)
+    results["map_seconds_this_run"] = time.perf_counter() - map_start if computed else 0.0
+    return results
+
+
+def demo_map(
+    config: DemoConfig, model: nn.Module, evaluation: TensorDataset, out_dir: str | os.PathLike
+) -> tuple[VulnerabilityMap | None, bool]:
+    """RegionAttack on each cell of a ``map_grid`` grid over the attacked images (None when 0).
+
+    The map is kept in ``out_dir/map.json`` (a rerun with the same model, images and settings
+    reads it back) and written as ``map.md`` and ``map.png``.
+
+    Returns:
+        The map, and whether it was computed now (False: read back, or no map).
+    """
+    if not check_nonnegative_int(config.map_grid, "map_grid"):
+        return None, False
+    count = min(config.attack_images, len(evaluation))
+    images, labels = evaluation.tensors[0][:count], evaluation.tensors[1][:count]
+    cells, shape = map_cells(config.map_grid, tuple(images.shape[-2:]))
+    settings = {
+        "attack": "RegionAttack", "eps": config.eps, "steps": config.attack_steps,
+        "seed": config.seed, "images": count, "labels": True, "grid": list(shape),
+    }  # fmt: skip
+    fingerprint = {
+        **settings,
+        "data": data_identity(evaluation, count),
+        "model_state": state_digest(model),
+    }
+    store = ResultStore(Path(out_dir) / "map.json", fingerprint)
+    computed = "map" not in store
+    if computed:
+        start = time.perf_counter()
+        vmap = vulnerability_map(
+            model, images, grid=config.map_grid, labels=labels, eps=config.eps,
+            steps=config.attack_steps, seed=config.seed, batch_size=config.batch_size,
+            progress=config.progress,
+        )  # fmt: skip
+        store.put("map", {"rows": vmap.rows(), "seconds": time.perf_counter() - start})
+    stored = store.get("map")
+    vmap = VulnerabilityMap.from_rows(cells, shape, stored["rows"], settings)
+    vmap.settings["seconds"] = stored["seconds"]
+    vmap.save(out_dir, images[0])
+    return vmap, computed
 
 
 def report(results: dict) -> str:
@@ -251,6 +302,17 @@ def report(results: dict) -> str:
             ],
         )
     )
+    vmap = results.get("map")
+    if vmap is not None:
+        rows, cols = vmap.shape
+        lines += [
+            "",
+            f"Where can it be broken? RegionAttack on each cell of a {rows}x{cols} grid "
+            f"({vmap.settings['images']} images; map.png):",
+            vmap.table(),
+            "weakest cells by mIoU drop (row, column): "
+            + ", ".join(str(divmod(j, cols)) for j in vmap.weakest()[:3]),
+        ]
     recorded = results["meta"]["timings"]
     timings = {
         "data": model["data_seconds"],
@@ -259,9 +321,11 @@ def report(results: dict) -> str:
         "rank": sum(v for k, v in recorded.items() if k.startswith("rank_")),
         "ablation": results.get("ablation_timings", {}).get("seconds", 0.0),
         "attacks": sum(r["seconds_per_image"] * r["images"] for r in results["attacks"]),
+        "map": 0.0 if vmap is None else vmap.settings["seconds"],
         "total": model["data_seconds"]
         + model["load_or_train_seconds"]
-        + recorded.get("total_seconds_this_run", 0.0),
+        + recorded.get("total_seconds_this_run", 0.0)
+        + results.get("map_seconds_this_run", 0.0),
     }
     lines += [
         "",

@@ -9,6 +9,9 @@ feature map that feeds the decoder:
   (``backbone["high"]`` for LR-ASPP);
 * Hugging Face ``transformers`` SegFormer (``SegformerForSemanticSegmentation``, transformers
   >= 5.9): the last encoder stage, ``segformer.stages.<last>`` (N, C, H/32, W/32);
+* Hugging Face UperNet on a ConvNeXt backbone (``UperNetForSemanticSegmentation``): the
+  normalised last feature map of the backbone, ``backbone.hidden_states_norms.<last stage>``
+  (N, C, H/32, W/32); a Swin backbone's is reshaped inside its forward, so it is not detected;
 * a model holding exactly one of these somewhere inside (e.g. a user's wrapper that normalises
   its input and calls ``self.net``): that model's latent, named from the root (``"net.encoder"``);
 * any other model: pass ``layer="dotted.module.name"``. The layer's output may be a tensor, a
@@ -53,6 +56,18 @@ def _own_layer(module: nn.Module) -> str | None:
                 "transformers >= 5.9 (pip install 'regionattack[hf]') or pass layer="
             )
         return f"segformer.stages.{len(stages) - 1}"  # Hugging Face SegFormer: the last stage
+    backbone = getattr(module, "backbone", None)
+    norms = getattr(backbone, "hidden_states_norms", None)
+    if isinstance(norms, nn.ModuleDict) and hasattr(module, "decode_head"):
+        last = backbone.out_features[-1]  # Hugging Face UperNet: the backbone's last feature map
+        if type(backbone).__name__ != "ConvNextBackbone":
+            raise ValueError(
+                f"the latent of an UperNet on a {type(backbone).__name__} is not a module output "
+                "of shape (N, C, h, w) (it is reshaped inside the backbone's forward); only "
+                "ConvNeXt backbones are detected. Attacks run without a latent; maps need "
+                "channels=False"
+            )
+        return f"backbone.hidden_states_norms.{last}"
     return None
 
 

@@ -35,7 +35,6 @@ from regionattack.metrics import ConfusionMatrix
 from regionattack.ranking import (
     default_k,
     gradient_effects,
-    mean_weights,
     ranking_from_statistics,
 )
 
@@ -152,6 +151,37 @@ class VulnerabilityMap:
             "settings": dict(self.settings),
             **{name: _finite_or_none(value.tolist()) for name, value in self.measures().items()},
         }
+
+    def rows(self) -> list[dict]:
+        """One ``{measure: value}`` dict per cell, in cell order: the input of :meth:`from_rows`.
+
+        NaN and, in ``minimal_eps``, ``inf`` become None, as in :meth:`to_dict`.
+
+        Example:
+            >>> m = VulnerabilityMap(torch.ones(2, 1, 1, dtype=torch.bool), (1, 2),
+            ...                      torch.tensor([[0.5, 0.25]]), torch.zeros(1, 2),
+            ...                      torch.tensor([[0.2, float("nan")]]), None, {})
+            >>> m.rows()[1]
+            {'changed_inside': 0.25, 'changed_outside': 0.0, 'miou_drop': None}
+        """
+        flat = {
+            name: _finite_or_none(value.flatten().tolist())
+            for name, value in self.measures().items()
+        }
+        return [{name: values[j] for name, values in flat.items()} for j in range(len(self.cells))]
+
+    def save(self, directory: str | Path, image: torch.Tensor | None = None) -> tuple[Path, Path]:
+        """Write :meth:`table` to ``directory/map.md`` and :meth:`plot` to ``directory/map.png``.
+
+        Returns:
+            The two paths.
+        """
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        table, figure = directory / "map.md", directory / "map.png"
+        table.write_text(self.table() + "\n")
+        self.plot(image, figure)
+        return table, figure
 
     def table(self) -> str:
         """A Markdown table with one row per cell (row, column for a grid).
@@ -388,7 +418,7 @@ class _PairOutcome:
         """``(predicted, (inside, outside) changed fractions, (inside, outside) valid counts)``."""
         masks = self.cells[cell_ids]
         labels = None if self.labels is None else self.labels[image_ids]
-        adv = attack(self.images[image_ids], labels, region=masks)
+        adv = attack(self.images[image_ids], labels, region=masks, clean=self.clean[image_ids])
         predicted = _clean_predictions(self.model, adv, self.batch_size)[0]
         changed = predicted != self.clean[image_ids]
         fractions, counts = [], []
@@ -518,25 +548,28 @@ def _channel_drops(
 ) -> torch.Tensor:
     """Each cell's mIoU drop when its top-``k`` gradient-ranked channels are zeroed.
 
-    The rankings equal ``rank_channels(model, images, region=cell, labels=labels)`` for each cell,
-    but one forward pass per batch serves every cell: the backward passes (to the latent only)
-    are one per cell and its complement.
+    The rankings equal ``rank_channels(model, images, region=cell, labels=labels)`` for each cell
+    (up to float rounding), but one forward pass per batch serves every cell, and the backward
+    passes (to the latent only) are one per cell and one for the whole image: the effects are
+    linear in the pixel weights, so a cell's complement is the whole image minus the cell.
     """
-    masks = torch.stack([mask for cell in cells for mask in (cell, ~cell)])[:, None]
+    masks = torch.cat([cells, torch.ones_like(cells[:1])])[:, None]  # cells, then the whole image
     total = None
     for start in range(0, len(images), batch_size):
         batch = slice(start, start + batch_size)
         batch_labels = None if labels is None else labels[batch]
         valid = torch.ones_like(masks[0]) if labels is None else batch_labels != IGNORE_INDEX
-        effects = gradient_effects(
-            model, images[batch], mean_weights(masks, valid), targets=batch_labels, layer=layer
-        ).sum(dim=0)
+        sums = (masks & valid).float()  # (cells + 1, N or 1, H, W): unnormalised pixel weights
+        effects = gradient_effects(model, images[batch], sums, targets=batch_labels, layer=layer)
+        counts = sums.sum(dim=(-2, -1)).T[..., None]  # (N, cells + 1, 1) valid pixels
+        inside = effects[:, :-1] / counts[:, :-1].clamp_min(1)
+        rest = counts[:, -1:] - counts[:, :-1]
+        outside = (effects[:, -1:] - effects[:, :-1]) / rest.clamp_min(1)
+        effects = torch.stack([inside, outside], dim=2).sum(dim=0)  # (cells, 2, K)
         total = effects if total is None else total + effects
     tops = []
     for j, cell in enumerate(cells):
-        ranking = ranking_from_statistics(
-            total[2 * j : 2 * j + 2], len(images), region=cell, layer=layer
-        )
+        ranking = ranking_from_statistics(total[j], len(images), region=cell, layer=layer)
         tops.append(ranking.top(k if k is not None else default_k(ranking.num_channels)))
     ablated = [ConfusionMatrix(num_classes) for _ in range(len(cells))]
     for start in range(0, len(images), batch_size):

@@ -554,3 +554,26 @@ def test_a_ranking_is_digested_once_per_attack(tiny_segmenter, images, monkeypat
     attack(images)
     attack(images)
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize("name", ["RegionAttack", "RegionPGD", "CosPGD", "SegPGD", "SEA"])
+def test_given_clean_predictions_save_the_clean_pass_and_change_nothing(
+    tiny_segmenter, images, name
+):
+    import regionattack as ra
+
+    attack = getattr(ra, name)(tiny_segmenter, region="left", eps=EPS, steps=2, seed=0)
+    with torch.no_grad():
+        clean = tiny_segmenter(images).argmax(dim=1)
+    calls = []
+    hook = tiny_segmenter.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        plain = attack(images)
+        runs = len(calls)
+        given = attack(images, clean=clean)
+    finally:
+        hook.remove()
+    assert torch.equal(given, plain)
+    assert len(calls) - runs == runs - 1  # one forward pass fewer
+    with pytest.raises(ValueError, match=r"clean must be \(N, H, W\)"):
+        attack(images, clean=clean[:1])

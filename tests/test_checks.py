@@ -108,3 +108,21 @@ def test_state_digest_identifies_the_weights():
     with torch.no_grad():
         copy[0].weight[0, 0] += 1
     assert state_digest(copy) != digest
+
+
+def test_import_optional_names_the_extra_for_a_missing_or_old_package(monkeypatch):
+    import sys
+    import types
+
+    from regionattack._checks import import_optional
+
+    monkeypatch.setitem(sys.modules, "missing_pkg", None)
+    with pytest.raises(
+        ImportError, match=r"optional package 'missing_pkg': pip install 'regionattack\[hf\]'"
+    ):
+        import_optional("missing_pkg", "hf")
+    monkeypatch.setitem(sys.modules, "old_pkg", types.SimpleNamespace(__version__="5.8.2"))
+    with pytest.raises(ImportError, match=r"old_pkg >= 5\.9, found 5\.8\.2: pip install"):
+        import_optional("old_pkg", "hf", "5.9")
+    monkeypatch.setitem(sys.modules, "new_pkg", types.SimpleNamespace(__version__="5.10.0.dev0"))
+    assert import_optional("new_pkg", "hf", "5.9").__version__ == "5.10.0.dev0"  # 10 > 9

@@ -23,7 +23,7 @@ from conftest import snapshot
         ("smp:FPN:notanencoder", "unknown smp encoder"),
         ("torchvision:resnet50", "torchvision models are one of"),
         ("paper:deeplabv3_resnet18", "paper models are one of"),
-        ("keras:FPN", "start with 'smp:', 'torchvision:' or 'paper:'"),
+        ("keras:FPN", "start with 'smp:', 'torchvision:', 'paper:' or 'hf:'"),
     ],
 )
 def test_build_model_rejects_unknown_names(name, match):

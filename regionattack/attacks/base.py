@@ -206,12 +206,21 @@ class SegmentationAttack(Attack):
         return images.detach().to(self._device_of(images), torch.float32)
 
     def prepare(
-        self, images: torch.Tensor, labels: torch.Tensor | None
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor | None,
+        clean: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-        """Validate inputs; return float images on the model's device, labels, clean predictions."""
+        """Validate inputs; return float images on the model's device, labels, clean predictions.
+
+        ``clean``, when the caller already holds the model's predictions on ``images``, saves the
+        clean forward pass (the labels' class range is then not checked against the model's).
+        """
         images = self.prepare_images(images)
         if labels is not None:
             labels = check_labels(labels, images)
+        if clean is not None:
+            return images, labels, check_labels(clean, images, "clean")
         with torch.no_grad():
             clean_logits = self.logits(images)
         if labels is not None:

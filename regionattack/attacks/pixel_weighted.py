@@ -70,10 +70,15 @@ class PixelWeightedPGD(SegmentationAttack):
         images: torch.Tensor,
         labels: torch.Tensor | None = None,
         region: RegionLike | None = None,
+        clean: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Return adversarial images; ``region`` overrides the attack's region for this batch."""
+        """Return adversarial images; ``region`` overrides the attack's region for this batch.
+
+        ``clean``: the model's (N, H, W) predictions on ``images`` when the caller already has
+        them; they save the clean forward pass.
+        """
         original = images
-        images, labels, clean = self.prepare(images, labels)
+        images, labels, clean = self.prepare(images, labels, clean)
         targets = self.attack_targets(images, labels, clean)
         chosen = self.region if region is None else region
         weights = region_mean_weights(chosen, targets)

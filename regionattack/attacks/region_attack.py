@@ -219,8 +219,14 @@ class RegionAttack(SegmentationAttack):
         images: torch.Tensor,
         labels: torch.Tensor | None = None,
         region: RegionLike | None = None,
+        clean: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Return adversarial images; ``region`` overrides the attack's region for this batch."""
+        """Return adversarial images; ``region`` overrides the attack's region for this batch.
+
+        ``clean``: the model's (N, H, W) predictions on ``images`` when the caller already has
+        them; they save the clean forward pass (the channel objectives still run it: they need
+        its latent).
+        """
         original = images
         use_segmentation = self.objective_name in ("segmentation", "both")
         use_channels = self.objective_name in ("channels", "both")
@@ -234,7 +240,7 @@ class RegionAttack(SegmentationAttack):
             finally:
                 hook.remove()
         else:
-            images, labels, clean = self.prepare(images, labels)
+            images, labels, clean = self.prepare(images, labels, clean)
         n, size = images.shape[0], tuple(images.shape[-2:])
         inside = as_mask(self.region if region is None else region, size, n, images.device)
         allowed = self.perturbation_mask(images)

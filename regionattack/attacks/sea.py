@@ -129,12 +129,17 @@ class SEA(SegmentationAttack):
         images: torch.Tensor,
         labels: torch.Tensor | None = None,
         region: RegionLike | None = None,
+        clean: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Return adversarial images; ``region`` overrides the attack's region for this batch."""
+        """Return adversarial images; ``region`` overrides the attack's region for this batch.
+
+        ``clean``: the model's (N, H, W) predictions on ``images`` when the caller already has
+        them; they save the clean forward pass.
+        """
         original = images
         if isinstance(labels, torch.Tensor) and not labels.is_floating_point():
             labels = labels.masked_fill(labels == -1, IGNORE_INDEX)  # SEA's ignore index
-        images, labels, clean = self.prepare(images, labels)
+        images, labels, clean = self.prepare(images, labels, clean)
         targets = clean if labels is None else labels
         valid = targets != IGNORE_INDEX
         inside = self.inside_mask(self.region if region is None else region, images)

@@ -11,6 +11,12 @@ Names come in three families:
   (ASPP rates (6, 12, 18) at stride 16, (12, 24, 36) at stride 8). It is a torchvision
   ``DeepLabV3``, so its latent is ``backbone["out"]`` like torchvision's models, and it returns
   ``{"out": logits}``.
+* ``"hf:<model>"``: Hugging Face ``transformers`` models built from a config (the optional extra
+  ``regionattack[hf]``): ``"hf:segformer"`` (``SegformerForSemanticSegmentation``, MiT-b0 sizes by
+  default) and ``"hf:upernet-convnext"`` (``UperNetForSemanticSegmentation`` on a ConvNeXt-tiny
+  backbone, no auxiliary head). Options set config fields; for UperNet, options named
+  ``backbone_<field>`` set the ConvNeXt backbone's. They return a ``SemanticSegmenterOutput``
+  whose logits are at 1/4 of the input size (see :func:`regionattack.latent.model_logits`).
 
 Weights are random; load a checkpoint with :func:`regionattack.models.load_weights` (which also
 reads the paper's/VainF's checkpoints) or :func:`regionattack.models.build_from_checkpoint`.
@@ -20,7 +26,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from regionattack._checks import check_positive_int
+from regionattack._checks import check_positive_int, import_optional
 
 SMP_ARCHITECTURES = (
     "DeepLabV3",
@@ -43,6 +49,8 @@ TORCHVISION_MODELS = (
 PAPER_MODELS = ("deeplabv3_resnet50", "deeplabv3_resnet101")
 PAPER_OPTIONS = ("output_stride",)
 # output stride -> (ResNet replace_stride_with_dilation, ASPP atrous rates), as in VainF's modeling.py
+HF_MODELS = ("segformer", "upernet-convnext")
+_HF_MINVERSION = "5.9"  # SegFormer's last feature map is a module output from 5.9 on
 _PAPER_STRIDES = {
     8: ((False, True, True), (12, 24, 36)),
     16: ((False, False, True), (6, 12, 18)),
@@ -53,8 +61,9 @@ def build_model(name: str, num_classes: int, **options: object) -> nn.Module:
     """Return a randomly initialised segmentation model.
 
     Args:
-        name: ``"smp:<Architecture>:<encoder>"``, ``"torchvision:<builder>"`` or
-            ``"paper:<builder>"`` with builder ``deeplabv3_resnet50`` or ``deeplabv3_resnet101``.
+        name: ``"smp:<Architecture>:<encoder>"``, ``"torchvision:<builder>"``,
+            ``"paper:<builder>"`` with builder ``deeplabv3_resnet50`` or ``deeplabv3_resnet101``,
+            or ``"hf:segformer"`` / ``"hf:upernet-convnext"`` (needs ``regionattack[hf]``).
         num_classes: Number of output classes.
         **options: Passed to the constructor (e.g. ``encoder_output_stride=16`` for smp DeepLabV3).
             Paper models take only ``output_stride`` (16, the default, or 8).
@@ -63,6 +72,7 @@ def build_model(name: str, num_classes: int, **options: object) -> nn.Module:
         ValueError: If the family, architecture or builder is unknown (the message lists the
             choices), the encoder is not one segmentation_models_pytorch knows, or a paper model
             gets an unknown option or an output stride other than 8 or 16.
+        ImportError: For an ``hf:`` model without ``transformers`` >= 5.9.
 
     Example:
         >>> net = build_model("smp:FPN:resnet18", num_classes=4)
@@ -103,7 +113,48 @@ def build_model(name: str, num_classes: int, **options: object) -> nn.Module:
         if rest not in PAPER_MODELS:
             raise ValueError(f"paper models are one of {list(PAPER_MODELS)}; got {rest!r}")
         return _paper_deeplabv3(rest.removeprefix("deeplabv3_"), num_classes, **options)
-    raise ValueError(f"model names start with 'smp:', 'torchvision:' or 'paper:'; got {name!r}")
+    if family == "hf":
+        if rest not in HF_MODELS:
+            raise ValueError(f"hf models are one of {list(HF_MODELS)}; got {rest!r}")
+        return _hf_model(rest, num_classes, **options)
+    raise ValueError(
+        f"model names start with 'smp:', 'torchvision:', 'paper:' or 'hf:'; got {name!r}"
+    )
+
+
+def _hf_model(name: str, num_classes: int, **options: object) -> nn.Module:
+    """Build a Hugging Face segmentation model from a config (random weights)."""
+    transformers = import_optional("transformers", "hf", _HF_MINVERSION)
+    if name == "segformer":
+        config = _hf_config(transformers.SegformerConfig, options, num_labels=num_classes)
+        return transformers.SegformerForSemanticSegmentation(config)
+    prefix = "backbone_"
+    inner = {key.removeprefix(prefix): v for key, v in options.items() if key.startswith(prefix)}
+    outer = {key: v for key, v in options.items() if not key.startswith(prefix)}
+    default = _hf_config(transformers.ConvNextConfig, inner, name_prefix=prefix)
+    inner["hidden_sizes"] = list(default.hidden_sizes)  # ConvNextBackbone needs a list (5.24)
+    backbone = transformers.ConvNextConfig(out_features=list(default.stage_names[1:]), **inner)
+    config = _hf_config(
+        transformers.UperNetConfig, {"use_auxiliary_head": False, **outer},
+        backbone_config=backbone, num_labels=num_classes,
+    )  # fmt: skip
+    return transformers.UperNetForSemanticSegmentation(config)
+
+
+def _hf_config(config_class: type, options: dict, name_prefix: str = "", **fixed: object) -> object:
+    """``config_class(**fixed, **options)``, refusing options the config does not have.
+
+    Hugging Face configs keep unknown keyword arguments as attributes, so a misspelt option
+    would otherwise be ignored without a word.
+    """
+    known = {key for key in config_class().to_dict() if not key.startswith("_")}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(
+            f"{config_class.__name__} has no field(s) {[name_prefix + key for key in unknown]}; "
+            f"known: {sorted(name_prefix + key for key in known - set(fixed))}"
+        )
+    return config_class(**fixed, **options)
 
 
 def _paper_deeplabv3(backbone_name: str, num_classes: int, **options: object) -> nn.Module:
