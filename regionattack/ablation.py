@@ -26,6 +26,14 @@ from regionattack.latent import (
 )
 from regionattack.ranking import ChannelRanking
 
+__all__ = [
+    "ChannelAblation",
+    "ablate",
+    "ablate_channels",
+    "ablated_predictions",
+    "channel_mask",
+]
+
 MODES = ("zero", "mean", "noise")
 
 ChannelsLike = Sequence[int] | torch.Tensor | np.ndarray

@@ -309,6 +309,12 @@ def _add_map(commands) -> None:
     parser.add_argument(
         "--break-fraction", type=float, default=0.5, help="of a cell's pixels (default: 0.5)"
     )
+    parser.add_argument(
+        "--max-outside",
+        type=float,
+        default=0.01,
+        help="of the other pixels that may change at the minimal eps (default: 0.01; 1: no limit)",
+    )
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, help="output folder")
@@ -347,6 +353,7 @@ def _run_map(args: argparse.Namespace) -> int:
             "minimal_eps": args.minimal_eps,
             "eps_max": args.eps_max if args.minimal_eps else None,
             "break_fraction": args.break_fraction if args.minimal_eps else None,
+            "max_outside": args.max_outside if args.minimal_eps else None,
         }  # fmt: skip
         fingerprint = {
             **settings,
@@ -364,7 +371,7 @@ def _run_map(args: argparse.Namespace) -> int:
                 eps=args.eps, steps=args.steps, channels=not args.no_channels, k=args.k,
                 seed=args.seed, batch_size=args.batch_size, progress=not args.quiet,
                 minimal_eps=args.minimal_eps, eps_max=args.eps_max,
-                break_fraction=args.break_fraction,
+                break_fraction=args.break_fraction, max_outside=args.max_outside,
             )  # fmt: skip
             store.put(key, cell_map.rows()[0])
             logging.info("cell %d of %d done", index + 1, len(cells))

@@ -36,6 +36,7 @@ __all__ = [
     "set_padding",
 ]
 
+#: The padding modes :func:`set_padding` converts to.
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 _ALIASES = {"zero": "zeros"}
 _ANY_SIZE = ("reflect", "circular")  # torch limits their padding to about the input size

@@ -33,6 +33,18 @@ from torch import nn
 from regionattack._state import private_buffers
 from regionattack.normalization import unwrap
 
+__all__ = [
+    "default_layer",
+    "edit_latent",
+    "find_layer",
+    "latent_of",
+    "layer_output",
+    "model_logits",
+    "predicted_classes",
+    "select_latent",
+]
+
+
 _LATENT_KEYS = ("out", "high")  # torchvision backbones: IntermediateLayerGetter / LR-ASPP
 
 

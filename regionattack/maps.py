@@ -38,6 +38,13 @@ from regionattack.ranking import (
     ranking_from_statistics,
 )
 
+__all__ = [
+    "REGION_ATTACKS",
+    "VulnerabilityMap",
+    "map_cells",
+    "vulnerability_map",
+]
+
 #: The attacks a map can use: each breaks a region given per sample and takes ``eps``/``steps``.
 REGION_ATTACKS = {
     "RegionAttack": RegionAttack,
@@ -68,7 +75,8 @@ class VulnerabilityMap:
             are zeroed; None when the map was made with ``channels=False``.
         settings: How the map was made (attack, eps, steps, seed, k, images, labels given).
         minimal_eps: Per cell, the median over images of the smallest eps that breaks it (at
-            least ``break_fraction`` of its valid pixels changed, at most 1% of the others);
+            least ``break_fraction`` of its valid pixels changed, at most ``max_outside`` of the
+            others);
             ``inf`` where ``eps_max`` is not enough; None unless asked for.
     """
 
@@ -263,6 +271,7 @@ def vulnerability_map(
     minimal_eps: bool = False,
     eps_max: float = 32 / 255,
     break_fraction: float = 0.5,
+    max_outside: float = 0.01,
 ) -> VulnerabilityMap:
     """Break each cell of a grid in turn and measure how far it breaks and what else changes.
 
@@ -289,12 +298,15 @@ def vulnerability_map(
         progress: Show a progress bar (tqdm) over the attack batches.
         minimal_eps: Also find each cell's minimal eps: per image, the smallest radius (by
             bisection on [0, ``eps_max``] down to 0.5/255) at which the attack changes at least
-            ``break_fraction`` of the cell's valid pixels and at most 1% of the others; per
-            cell the median over images (``inf`` where ``eps_max`` does not break it). Each
+            ``break_fraction`` of the cell's valid pixels and at most ``max_outside`` of the
+            others; per cell the median over images (``inf`` where ``eps_max`` does not break
+            it, or the rest changes too much at the smallest eps that does). Each
             (image, cell) pair costs at most ``ceil(log2(eps_max / (0.5/255))) + 1`` attacks;
             pairs not broken at ``eps_max`` leave after the first.
         eps_max: The largest radius tried.
         break_fraction: Fraction of the cell's pixels that must change, in (0, 1].
+        max_outside: Largest fraction of the other pixels that may change at the minimal eps,
+            in [0, 1] (1: no limit, the smallest eps that breaks the cell).
 
     Returns:
         The :class:`VulnerabilityMap`.
@@ -325,6 +337,10 @@ def vulnerability_map(
         raise TypeError(f"break_fraction must be a number; got {type(break_fraction).__name__}")
     if not 0 < break_fraction <= 1:
         raise ValueError(f"break_fraction must be in (0, 1]; got {break_fraction!r}")
+    if isinstance(max_outside, bool) or not isinstance(max_outside, (int, float)):
+        raise TypeError(f"max_outside must be a number; got {type(max_outside).__name__}")
+    if not 0 <= max_outside <= 1:
+        raise ValueError(f"max_outside must be in [0, 1]; got {max_outside!r}")
     size = (images.shape[-2], images.shape[-1])
     cells, shape = map_cells(grid, size)
     cells = cells.to(images.device)
@@ -371,7 +387,9 @@ def vulnerability_map(
                 seen[j] += int(kept.sum())
     smallest = None
     if minimal_eps:
-        smallest = _minimal_eps(build, outcome, len(images), len(cells), eps_max, break_fraction)
+        smallest = _minimal_eps(
+            build, outcome, len(images), len(cells), eps_max, break_fraction, max_outside
+        )
 
     channel_drop = None
     if channels:
@@ -392,6 +410,7 @@ def vulnerability_map(
         "layer": layer if channels else None,
         "eps_max": eps_max if minimal_eps else None,
         "break_fraction": break_fraction if minimal_eps else None,
+        "max_outside": max_outside if minimal_eps else None,
     }
     return VulnerabilityMap(
         cells=cells.cpu(),
@@ -430,56 +449,71 @@ class _PairOutcome:
         return predicted, (fractions[0], fractions[1]), (counts[0], counts[1])
 
 
-#: At most this fraction of the pixels outside a cell may change at a cell's minimal eps.
+#: By default, at most this fraction of the pixels outside a cell may change at its minimal eps.
 MINIMAL_EPS_OUTSIDE = 0.01
 #: The bisection of the minimal eps stops at this resolution (image units).
 MINIMAL_EPS_RESOLUTION = 0.5 / 255
 
 
 def _minimal_eps(build, outcome: _PairOutcome, num_images: int, num_cells: int, eps_max: float,
-                 break_fraction: float) -> torch.Tensor:  # fmt: skip
+                 break_fraction: float, max_outside: float = MINIMAL_EPS_OUTSIDE) -> torch.Tensor:  # fmt: skip
     """Per cell, the median over images of the smallest eps that breaks it (see the map).
 
-    Every (image, cell) pair is attacked at ``eps_max`` first; a pair that is not broken there
-    gets ``inf`` and leaves. The others are bisected on [0, eps_max] down to
-    :data:`MINIMAL_EPS_RESOLUTION`, each with its own interval: pairs whose midpoints agree
-    share an attack. So each pair costs at most ``ceil(log2(eps_max / resolution)) + 1`` attacks.
+    The two conditions pull apart: a larger eps changes more of the cell *and* more of the rest.
+    So the smallest eps at which at least ``break_fraction`` of the cell changes is found first,
+    by bisection (that condition grows with eps), and the pair counts as broken at that eps only
+    if at most ``max_outside`` of the other pixels changed there; otherwise, since
+    a larger eps would change still more of them, it gets ``inf``. Every (image, cell) pair is
+    attacked at ``eps_max`` first; a pair whose cell does not break there gets ``inf`` and leaves.
+    The others are bisected on [0, eps_max] down to :data:`MINIMAL_EPS_RESOLUTION`, each with
+    its own interval: pairs whose midpoints agree share an attack. So each pair costs at most
+    ``ceil(log2(eps_max / resolution)) + 1`` attacks.
     """
     pairs = [(i, j) for j in range(num_cells) for i in range(num_images)]
     rounds = max(0, math.ceil(math.log2(eps_max / MINIMAL_EPS_RESOLUTION))) if eps_max else 0
     low = [0.0] * len(pairs)
     high = [eps_max] * len(pairs)
+    outside_at_high = [math.inf] * len(pairs)
 
-    def broken(indices: list[int], radii: list[float]) -> dict[int, bool]:
-        result: dict[int, bool] = {}
+    def attack(indices: list[int], radii: list[float]) -> dict[int, tuple[bool, float]]:
+        """For each pair: (cell broken, fraction of the other pixels changed) at its radius."""
+        result: dict[int, tuple[bool, float]] = {}
         groups: dict[float, list[int]] = {}
         for index, radius in zip(indices, radii, strict=True):
             groups.setdefault(radius, []).append(index)
         for radius, members in groups.items():
-            attack = build(radius)
+            region_attack = build(radius)
             for start in range(0, len(members), outcome.batch_size):
                 chunk = members[start : start + outcome.batch_size]
                 device = outcome.images.device
                 image_ids = torch.tensor([pairs[m][0] for m in chunk], device=device)
                 cell_ids = torch.tensor([pairs[m][1] for m in chunk], device=device)
-                _, (inside, outside), (counted, _) = outcome(attack, image_ids, cell_ids)
-                ok = (inside >= break_fraction) & (outside <= MINIMAL_EPS_OUTSIDE) & (counted > 0)
-                result.update(zip(chunk, ok.tolist(), strict=True))
+                _, (inside, outside), (counted, _) = outcome(region_attack, image_ids, cell_ids)
+                ok = (inside >= break_fraction) & (counted > 0)
+                result.update(
+                    zip(chunk, zip(ok.tolist(), outside.tolist(), strict=True), strict=True)
+                )
         return result
 
-    first = broken(list(range(len(pairs))), [eps_max] * len(pairs))
-    active = [index for index in range(len(pairs)) if first[index]]
+    first = attack(list(range(len(pairs))), [eps_max] * len(pairs))
+    active = [index for index in range(len(pairs)) if first[index][0]]
+    for index in active:
+        outside_at_high[index] = first[index][1]
     for _ in range(rounds):
         if not active:
             break
         middles = [(low[index] + high[index]) / 2 for index in active]
-        outcome_of = broken(active, middles)
+        outcome_of = attack(active, middles)
         for index, middle in zip(active, middles, strict=True):
-            if outcome_of[index]:
-                high[index] = middle
+            broken, outside = outcome_of[index]
+            if broken:
+                high[index], outside_at_high[index] = middle, outside
             else:
                 low[index] = middle
-    smallest = [high[index] if first[index] else math.inf for index in range(len(pairs))]
+    smallest = [
+        high[index] if outside_at_high[index] <= max_outside else math.inf
+        for index in range(len(pairs))
+    ]
     return torch.tensor(
         [
             statistics.median(smallest[j * num_images : (j + 1) * num_images])

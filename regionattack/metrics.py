@@ -10,6 +10,15 @@ import torch
 from regionattack._checks import IGNORE_INDEX, check_positive_int
 from regionattack.regions import RegionLike, as_mask
 
+__all__ = [
+    "ConfusionMatrix",
+    "RegionMIoU",
+    "changed_fraction",
+    "region_miou",
+    "region_specificity",
+    "spearman_correlation",
+]
+
 
 class ConfusionMatrix:
     """A streaming (num_classes x num_classes) confusion matrix; rows are targets, columns preds.

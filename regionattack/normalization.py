@@ -7,6 +7,13 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+__all__ = [
+    "NormalizedModel",
+    "unwrap",
+    "with_normalization",
+]
+
+
 #: Per-channel mean and standard deviation of ImageNet, the inputs of torchvision/smp encoders.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

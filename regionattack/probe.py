@@ -32,6 +32,12 @@ from regionattack.latent import find_layer, latent_of
 from regionattack.metrics import ConfusionMatrix
 from regionattack.normalization import NormalizedModel
 
+__all__ = [
+    "ProbeResult",
+    "position_readout",
+]
+
+
 logger = logging.getLogger(__name__)
 
 

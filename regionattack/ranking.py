@@ -48,6 +48,20 @@ from regionattack.latent import edit_latent, find_layer, latent_of, model_logits
 from regionattack.normalization import unwrap
 from regionattack.regions import RegionLike, as_mask, describe, grid_cells, num_masks
 
+__all__ = [
+    "ChannelRanking",
+    "channel_statistics",
+    "default_k",
+    "flip_differences",
+    "gradient_effects",
+    "mean_weights",
+    "network_digest",
+    "pixel_loss",
+    "rank_channels",
+    "ranking_from_statistics",
+    "region_scores",
+]
+
 METHODS = ("gradient", "flip")
 FLIP_REGIONS = (None, "left", "right", "top", "bottom")
 

@@ -16,6 +16,17 @@ import torch
 
 from regionattack._checks import check_positive_int
 
+__all__ = [
+    "as_mask",
+    "box",
+    "describe",
+    "grid_cell",
+    "grid_cells",
+    "named",
+    "num_masks",
+]
+
+
 NAMES = ("left", "right", "top", "bottom", "center")
 
 RegionLike = Union[str, torch.Tensor, np.ndarray, "PIL.Image.Image"]  # noqa: F821

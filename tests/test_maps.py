@@ -110,6 +110,29 @@ def test_minimal_eps_finds_the_planted_margin_and_counts_its_attacks(monkeypatch
     assert vmap.table().splitlines()[0].endswith("| minimal eps |")
 
 
+def test_minimal_eps_is_the_smallest_breaking_eps_when_the_rest_is_quiet_there():
+    """Breaking more needs more eps, and so does changing the rest: a cell that breaks quietly at
+    0.02 and loudly from 0.06 on has minimal eps 0.02 (eps_max alone would be loud); a cell
+    whose rest changes before it breaks has none."""
+    from regionattack import maps
+
+    class Outcome:  # cell 0 breaks at 0.02, its rest changes from 0.06; cell 1: 0.03 and 0.01
+        images, batch_size = torch.zeros(2, 1), 4
+        breaks, loud = (0.02, 0.03), (0.06, 0.01)
+
+        def __call__(self, radius, image_ids, cell_ids):
+            inside = torch.tensor([float(radius >= self.breaks[j]) for j in cell_ids.tolist()])
+            outside = torch.tensor([0.05 * (radius >= self.loud[j]) for j in cell_ids.tolist()])
+            counted = torch.ones(len(cell_ids))
+            return None, (inside, outside), (counted, counted)
+
+    smallest = maps._minimal_eps(lambda radius: radius, Outcome(), 2, 2, 32 / 255, 0.5)
+    assert 0.02 <= float(smallest[0]) <= 0.02 + maps.MINIMAL_EPS_RESOLUTION
+    assert torch.isinf(smallest[1])
+    unlimited = maps._minimal_eps(lambda radius: radius, Outcome(), 2, 2, 32 / 255, 0.5, 1.0)
+    assert 0.03 <= float(unlimited[1]) <= 0.03 + maps.MINIMAL_EPS_RESOLUTION  # breaks, loudly
+
+
 def test_measures_are_those_of_the_attack_run_by_hand(tiny_segmenter, images):
     from regionattack import RegionAttack
     from regionattack.metrics import changed_fraction
@@ -223,6 +246,8 @@ def test_table_dict_and_figure(tiny_segmenter, images, tmp_path):
         ({"minimal_eps": True, "eps_max": 2.0}, ValueError, "eps_max"),
         ({"minimal_eps": True, "break_fraction": 0}, ValueError, "break_fraction"),
         ({"minimal_eps": True, "break_fraction": True}, TypeError, "break_fraction"),
+        ({"minimal_eps": True, "max_outside": 1.5}, ValueError, "max_outside"),
+        ({"minimal_eps": True, "max_outside": "1%"}, TypeError, "max_outside"),
     ],
 )
 def test_bad_input_gets_clear_errors(tiny_segmenter, images, options, error, match):

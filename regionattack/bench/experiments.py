@@ -40,6 +40,7 @@ from regionattack.ranking import (
 REGION_NAMES = (*regions.NAMES, "cell")
 #: Fractions of the latent channels zeroed in the ablation sweep (1, 2.5, 5, 10 and 20%).
 K_FRACTIONS = (0.01, 0.025, 0.05, 0.10, 0.20)
+#: The attack names the benchmark accepts (options in brackets, e.g. ``CosPGD[apgd]``).
 ATTACKS = (
     "RegionAttack",
     "PositionChannelAttack",

@@ -19,6 +19,7 @@ import torch
 from regionattack._checks import IGNORE_INDEX, check_choice
 from regionattack.data._io import LabelledImages, lookup_table, shown
 
+#: The 11 CamVid classes of the SegNet layout, in label order (label 11 is void).
 CAMVID_CLASSES = (
     "sky",
     "building",
@@ -32,6 +33,7 @@ CAMVID_CLASSES = (
     "pedestrian",
     "bicyclist",
 )
+#: CamVid's void label in the PNG files; the adapters map it to 255 (ignored).
 CAMVID_VOID = 11
 SPLITS = ("train", "val", "test")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")

@@ -18,6 +18,7 @@ from regionattack.data.camvid import CamVid
 from regionattack.data.cityscapes import Cityscapes
 from regionattack.data.voc import VOCSegmentation
 
+#: The dataset names :func:`load_dataset` accepts.
 DATASETS = ("camvid", "cityscapes", "voc")
 _CLASSES = {"camvid": CamVid, "cityscapes": Cityscapes, "voc": VOCSegmentation}
 

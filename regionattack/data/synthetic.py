@@ -28,6 +28,7 @@ from torch.utils.data import Dataset
 
 from regionattack._checks import check_positive_int
 
+#: The classes of the synthetic street scenes, in label order.
 CLASSES = ("sky", "building", "road", "sidewalk", "vegetation", "pole", "car", "person")
 
 _SKY, _BUILDING, _ROAD, _SIDEWALK, _VEGETATION, _POLE, _CAR, _PERSON = range(len(CLASSES))

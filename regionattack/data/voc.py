@@ -20,6 +20,7 @@ import torchvision
 from regionattack._checks import IGNORE_INDEX, check_choice
 from regionattack.data._io import LabelledImages, lookup_table, shown
 
+#: The 21 PASCAL VOC classes (background first), in label order.
 VOC_CLASSES = (
     "background",
     "aeroplane",
