@@ -161,6 +161,15 @@ def main(argv: list[str] | None = None) -> int:
             row["RegionAttack changed outside"] = float(at_median.changed_outside[0])
         rows.append(row)
     seconds = {"RegionAttack": time.perf_counter() - start}
+    result = {
+        "settings": {**vars(args), "grid": list(shape), "eps_max": args.eps_max},
+        "model_state": state_digest(loaded.model),
+        "data": data_identity(loaded.dataset, loaded.count),
+        "environment": environment(),
+        "seconds": seconds,
+        "cells": rows,
+    }
+    write_json(args.out, result, indent=1)  # kept after each attack: a stopped run keeps them
     for name in PEERS:
         start = time.perf_counter()
         for j, cell in enumerate(cells):
@@ -194,15 +203,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(f"{name}: cell {j} done", file=sys.stderr)
         seconds[name] = time.perf_counter() - start
-    result = {
-        "settings": {**vars(args), "grid": list(shape), "eps_max": args.eps_max},
-        "model_state": state_digest(loaded.model),
-        "data": data_identity(loaded.dataset, loaded.count),
-        "environment": environment(),
-        "seconds": seconds,
-        "cells": rows,
-    }
-    write_json(args.out, result, indent=1)
+        write_json(args.out, result, indent=1)
     header = ["cell", "RegionAttack", "RegionAttack changed outside", *[f"{name}{part}" for name in PEERS
               for part in ("", " broken", " changed outside", " noise changed outside")]]  # fmt: skip
     print("| " + " | ".join(header) + " |")
