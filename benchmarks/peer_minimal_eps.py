@@ -43,7 +43,7 @@ from regionattack.bench.environment import environment
 from regionattack.bench.identity import data_identity
 from regionattack.cli import parse_grid, parse_radius
 from regionattack.latent import model_logits, predicted_classes
-from regionattack.maps import map_cells, vulnerability_map
+from regionattack.maps import changed_fractions, map_cells, vulnerability_map
 
 PEERS = ("ALMA prox", "PDPGD")
 
@@ -57,26 +57,6 @@ class _Logits(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return model_logits(self.model(images), images.shape[-2:])
-
-
-def changed_fractions(
-    predicted: torch.Tensor, clean: torch.Tensor, valid: torch.Tensor, inside: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per image, the fraction of valid pixels whose class changed inside and outside the cell.
-
-    Example:
-        >>> clean = torch.zeros(1, 2, 2, dtype=torch.long)
-        >>> inside = torch.tensor([[[True, True], [False, False]]])
-        >>> predicted = torch.tensor([[[1, 0], [1, 1]]])
-        >>> [f.tolist() for f in changed_fractions(predicted, clean, clean == 0, inside)]
-        [[0.5], [1.0]]
-    """
-    changed = predicted != clean
-    fractions = []
-    for where in (inside & valid, ~inside & valid):
-        counted = where.flatten(1).sum(dim=1).clamp_min(1)
-        fractions.append((changed & where).flatten(1).sum(dim=1) / counted)
-    return fractions[0], fractions[1]
 
 
 def adv_lib_segmentation():
@@ -183,14 +163,14 @@ def main(argv: list[str] | None = None) -> int:
                     predicted = predicted_classes(logits_model(adv))
                     changed_in, changed_out = changed_fractions(
                         predicted, clean[batch], valid[batch], inside
-                    )
+                    )[0]
                     success = changed_in >= args.break_fraction
                     norm = (adv - images[batch]).flatten(1).abs().amax(dim=1)
                     radius = torch.where(success, norm, torch.full_like(norm, math.inf))
                     noisy = noise_at(images[batch], radius, args.seed + first)
                     noise_out = changed_fractions(
                         predicted_classes(logits_model(noisy)), clean[batch], valid[batch], inside
-                    )[1]
+                    )[0][1]
                 radii += radius.tolist()
                 broken += success.tolist()
                 outside += changed_out[success].tolist()
