@@ -77,6 +77,15 @@ COLUMNS = [
 ]
 
 
+def table(rows: list[dict], data: str) -> str:
+    """A Markdown table of the runs of ``data`` (runs named DATA/VARIANT) and each column's minimum."""
+    group = [row for row in rows if row["run"].split("/")[0] == data]
+    smallest = {"run": f"{data}/smallest"} | {
+        key: min(row[key] for row in group) for key, _, fmt in COLUMNS if fmt
+    }
+    return format_table([*group, smallest], COLUMNS)
+
+
 def main() -> None:
     """Print the table per data set (runs are named DATA/VARIANT) and write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -89,11 +98,7 @@ def main() -> None:
         results = json.loads((Path(folder) / "results.json").read_text())
         rows.append({"run": name, **claim_values(results)})
     for data in sorted({row["run"].split("/")[0] for row in rows}):
-        group = [row for row in rows if row["run"].split("/")[0] == data]
-        smallest = {"run": f"{data}/smallest"} | {
-            key: min(row[key] for row in group) for key, _, fmt in COLUMNS if fmt
-        }
-        print(f"\n{data}\n" + format_table([*group, smallest], COLUMNS))
+        print(f"\n{data}\n" + table(rows, data))
     write_json(args.json, {"rows": rows, "environment": environment()}, indent=1)
 
 

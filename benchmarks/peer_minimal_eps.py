@@ -97,6 +97,24 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def table(result: dict) -> str:
+    """A Markdown table of the result, one row per cell; radii in 1/255, ``-`` where none."""
+    shape = result["settings"]["grid"]
+    peers = [name for name in PEERS if name in result["seconds"]]
+    header = ["cell", "RegionAttack", "RegionAttack changed outside", *[f"{name}{part}" for name in peers
+              for part in ("", " broken", " changed outside", " noise changed outside")]]  # fmt: skip
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    radius_keys = ("RegionAttack", *PEERS)
+    for row in result["cells"]:
+        cells_text = [
+            "-" if row[key] is None else f"{row[key] * (255 if key in radius_keys else 1):.3g}"
+            for key in header[1:]
+        ]
+        lines.append(f"| {divmod(row['cell'], shape[1]) if len(shape) == 2 else row['cell']} | "
+                     + " | ".join(cells_text) + " |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     camvid_checkpoint.add_arguments(parser)
@@ -184,18 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: cell {j} done", file=sys.stderr)
         seconds[name] = time.perf_counter() - start
         write_json(args.out, result, indent=1)
-    header = ["cell", "RegionAttack", "RegionAttack changed outside", *[f"{name}{part}" for name in PEERS
-              for part in ("", " broken", " changed outside", " noise changed outside")]]  # fmt: skip
-    print("| " + " | ".join(header) + " |")
-    print("|---" * len(header) + "|")
-    radius_keys = ("RegionAttack", *PEERS)
-    for row in rows:
-        cells_text = [
-            "-" if row[key] is None else f"{row[key] * (255 if key in radius_keys else 1):.3g}"
-            for key in header[1:]
-        ]
-        print(f"| {divmod(row['cell'], shape[1]) if len(shape) == 2 else row['cell']} | "
-              + " | ".join(cells_text) + " |")  # fmt: skip
+    print(table(result))
     print(f"radii in 1/255; seconds: {seconds}", file=sys.stderr)
     return 0
 

@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import matplotlib
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 
 from regionattack import regions
+from regionattack._checks import import_optional
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+def new_figure(figsize: tuple[float, float]) -> Figure:
+    """A matplotlib ``Figure`` (no pyplot, no global state); ImportError naming ``[figures]``."""
+    import_optional("matplotlib", "figures")
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=figsize)
 
 
 def plot_ablation(summary: list[dict], path: str | Path) -> None:
     """MIoU vs k for each ranking with a band for random-k; left/right for left-ranked channels."""
-    fig = Figure(figsize=(11, 4))
+    fig = new_figure((11, 4))
     (overall, halves) = fig.subplots(1, 2)
     clean = next(r for r in summary if r["k"] == 0)
     for ranking, region, style in (("flip", "overall", "o-"), ("gradient", "overall", "s-")):
@@ -70,7 +81,9 @@ def plot_ablation(summary: list[dict], path: str | Path) -> None:
 
 
 def _colorize(labels: torch.Tensor, num_classes: int) -> np.ndarray:
-    palette = matplotlib.colormaps["tab20"](np.linspace(0, 1, 20))[:, :3]
+    palette = import_optional("matplotlib", "figures").colormaps["tab20"](np.linspace(0, 1, 20))[
+        :, :3
+    ]
     array = labels.cpu().numpy()
     colors = palette[np.clip(array, 0, 19) % 20]
     colors[array == 255] = 0.0
@@ -90,7 +103,7 @@ def plot_attacks(
     """Image, labels, clean prediction and each attack's prediction, with the region outlined."""
     names = ["clean"] + [name for name in predictions if name != "clean"]
     rows = min(rows, images.shape[0])
-    fig = Figure(figsize=(2.2 * (len(names) + 2), 1.9 * rows))
+    fig = new_figure((2.2 * (len(names) + 2), 1.9 * rows))
     axes = fig.subplots(rows, len(names) + 2, squeeze=False)
     mask = regions.as_mask(region, tuple(images.shape[-2:]))[0].numpy()
     # Spread the rows over the batch: consecutive video frames (CamVid) look alike.
@@ -121,7 +134,7 @@ def plot_vulnerability_map(
     Cells are painted in order, so where user masks overlap the later one shows. NaN cells (no
     valid pixel) stay transparent. Returns the figure; writes it to ``path`` when given.
     """
-    fig = Figure(figsize=(3.6 * len(measures), 3.4))
+    fig = new_figure((3.6 * len(measures), 3.4))
     axes = fig.subplots(1, len(measures), squeeze=False)[0]
     height, width = cells.shape[-2:]
     for ax, (name, values) in zip(axes, measures.items(), strict=True):

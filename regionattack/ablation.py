@@ -219,8 +219,8 @@ class ChannelAblation(nn.Module):
             negative channel id; ids beyond the channel count surface on the first forward pass.
 
     Example:
-        >>> import segmentation_models_pytorch as smp
-        >>> net = smp.FPN("resnet18", encoder_weights=None, classes=2).eval()
+        >>> from regionattack.models import TinySegmenter
+        >>> net = TinySegmenter(num_classes=2).eval()
         >>> ablated = ChannelAblation(net, [0, 1, 2])
         >>> ablated(torch.rand(1, 3, 64, 64)).shape
         torch.Size([1, 2, 64, 64])
@@ -296,10 +296,10 @@ def ablate_channels(
             latent's channel count is known.
 
     Example:
-        >>> import segmentation_models_pytorch as smp
-        >>> net = smp.FPN("resnet18", encoder_weights=None, classes=2).eval()
+        >>> from regionattack.models import TinySegmenter
+        >>> net = TinySegmenter(num_classes=2).eval()
         >>> x = torch.rand(1, 3, 64, 64)
-        >>> with ablate_channels(net, torch.arange(512)):
+        >>> with ablate_channels(net, torch.arange(8)):
         ...     ablated = net(x)
         >>> bool((ablated == net(x)).all())
         False
@@ -381,8 +381,8 @@ def ablated_predictions(
         One (N, H, W) int64 prediction per selection (or ``reduce``'s result).
 
     Example:
-        >>> import segmentation_models_pytorch as smp
-        >>> net = smp.FPN("resnet18", encoder_weights=None, classes=2)
+        >>> from regionattack.models import TinySegmenter
+        >>> net = TinySegmenter(num_classes=2)
         >>> x = torch.rand(2, 3, 64, 64)
         >>> fast = ablated_predictions(net, x, [[0, 1], [2]])
         >>> with ablate_channels(net, [2]):

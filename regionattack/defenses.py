@@ -24,7 +24,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from regionattack._checks import check_images, check_nonnegative_float, check_tensor
+from regionattack._checks import (
+    check_images,
+    check_nonnegative_float,
+    check_tensor,
+    import_optional,
+)
 from regionattack.latent import latent_of
 
 __all__ = [
@@ -59,7 +64,8 @@ def _shifted_views(
     images: torch.Tensor, max_shift: float, generator: torch.Generator | None
 ) -> torch.Tensor:
     """Return (2N, C, H, W): two independently shifted copies of every image, views 1 then 2."""
-    from kornia.geometry.transform import translate  # kornia takes seconds to import
+    import_optional("kornia", "bench")  # kornia takes seconds to import: only when used
+    from kornia.geometry.transform import translate
 
     n, _, height, width = images.shape
     draw_on = images.device if generator is None else generator.device

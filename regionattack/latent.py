@@ -95,8 +95,8 @@ def default_layer(model: nn.Module) -> str:
             pass ``layer=`` then.
 
     Example:
-        >>> import segmentation_models_pytorch as smp
-        >>> default_layer(smp.FPN("resnet18", encoder_weights=None, classes=2))
+        >>> from regionattack.models import TinySegmenter
+        >>> default_layer(TinySegmenter(num_classes=2))
         'encoder'
         >>> from regionattack.models import TinySegmenter
         >>> default_layer(nn.ModuleDict({"net": TinySegmenter()}))
@@ -323,10 +323,10 @@ def layer_output(
         RuntimeError: If the forward pass does not run the layer.
 
     Example:
-        >>> import segmentation_models_pytorch as smp
-        >>> net = smp.FPN("resnet18", encoder_weights=None, classes=2).eval()
-        >>> [f.shape[1] for f in layer_output(net, torch.rand(1, 3, 64, 64))]
-        [3, 64, 64, 128, 256, 512]
+        >>> from regionattack.models import TinySegmenter
+        >>> net = TinySegmenter(num_classes=2).eval()
+        >>> layer_output(net, torch.rand(1, 3, 64, 64)).shape
+        torch.Size([1, 8, 16, 16])
     """
     _, module = find_layer(model, layer)
 
@@ -369,9 +369,9 @@ def latent_of(
         RuntimeError: If the forward pass does not run the layer.
 
     Example:
-        >>> import segmentation_models_pytorch as smp
-        >>> net = smp.FPN("resnet18", encoder_weights=None, classes=2).eval()
+        >>> from regionattack.models import TinySegmenter
+        >>> net = TinySegmenter(num_classes=2).eval()
         >>> latent_of(net, torch.rand(1, 3, 64, 64)).shape
-        torch.Size([1, 512, 2, 2])
+        torch.Size([1, 8, 16, 16])
     """
     return select_latent(layer_output(model, images, layer, update_buffers=update_buffers))

@@ -96,10 +96,10 @@ class ProbeResult:
         Returns:
             The matplotlib figure.
         """
-        from matplotlib.figure import Figure
+        from regionattack._figures import new_figure
 
         if ax is None:
-            fig = Figure(figsize=(1.2 * self.grid + 1.5, 1.2 * self.grid + 0.8))
+            fig = new_figure((1.2 * self.grid + 1.5, 1.2 * self.grid + 0.8))
             ax = fig.add_subplot()
         else:
             fig = ax.figure

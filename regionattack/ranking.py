@@ -316,10 +316,10 @@ def flip_differences(
     The caller's model is left as it was (eval mode is used inside).
 
     Example:
-        >>> import segmentation_models_pytorch as smp
-        >>> net = smp.FPN("resnet18", encoder_weights=None, classes=2)
+        >>> from regionattack.models import TinySegmenter
+        >>> net = TinySegmenter(num_classes=2)
         >>> flip_differences(net, torch.rand(2, 3, 64, 64)).shape
-        torch.Size([2, 512])
+        torch.Size([2, 8])
     """
     images = check_images(images)
     flipped = images.flip(-2 if vertical else -1)
@@ -386,10 +386,10 @@ def gradient_effects(
             does not predict.
 
     Example:
-        >>> import segmentation_models_pytorch as smp
-        >>> net = smp.FPN("resnet18", encoder_weights=None, classes=2)
+        >>> from regionattack.models import TinySegmenter
+        >>> net = TinySegmenter(num_classes=2)
         >>> gradient_effects(net, torch.rand(2, 3, 64, 64), torch.ones(3, 1, 64, 64)).shape
-        torch.Size([2, 3, 512])
+        torch.Size([2, 3, 8])
     """
     store: dict[str, torch.Tensor] = {}
 
@@ -489,11 +489,11 @@ def rank_channels(
         TypeError: For images that are not a float tensor, or labels that are not integers.
 
     Example:
-        >>> import segmentation_models_pytorch as smp
-        >>> net = smp.FPN("resnet18", encoder_weights=None, classes=2)
+        >>> from regionattack.models import TinySegmenter
+        >>> net = TinySegmenter(num_classes=2)
         >>> ranking = rank_channels(net, torch.rand(2, 3, 64, 64), method="flip")
         >>> ranking.method, ranking.region, ranking.num_channels, ranking.num_images
-        ('flip', 'overall', 512, 2)
+        ('flip', 'overall', 8, 2)
     """
     layer_name, _ = find_layer(model, layer)
     total, seen = channel_statistics(

@@ -47,9 +47,9 @@ class PositionChannelAttack(SegmentationAttack):
             is empty for some image.
 
     Example:
-        >>> import segmentation_models_pytorch as smp
-        >>> net = smp.FPN("resnet18", encoder_weights=None, classes=3).eval()
-        >>> atk = PositionChannelAttack(net, [0, 5, 9], steps=2, seed=0)
+        >>> from regionattack.models import TinySegmenter
+        >>> net = TinySegmenter(num_classes=3).eval()
+        >>> atk = PositionChannelAttack(net, [0, 5, 7], steps=2, seed=0)
         >>> atk(torch.rand(1, 3, 64, 64)).shape
         torch.Size([1, 3, 64, 64])
     """

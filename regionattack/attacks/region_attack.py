@@ -109,8 +109,8 @@ class RegionAttack(SegmentationAttack):
             (``outside_margin`` negative, for one).
 
     Example:
-        >>> import segmentation_models_pytorch as smp
-        >>> net = smp.FPN("resnet18", encoder_weights=None, classes=3).eval()
+        >>> from regionattack.models import TinySegmenter
+        >>> net = TinySegmenter(num_classes=3).eval()
         >>> atk = RegionAttack(net, "left", steps=2, seed=0)
         >>> x = torch.rand(1, 3, 64, 64)
         >>> adv = atk(x)

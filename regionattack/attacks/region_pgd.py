@@ -16,8 +16,9 @@ class RegionPGD(RegionAttack):
     ``set_mode_targeted_by_label``.
 
     Example:
-        >>> import segmentation_models_pytorch as smp, torch
-        >>> net = smp.FPN("resnet18", encoder_weights=None, classes=3).eval()
+        >>> import torch
+        >>> from regionattack.models import TinySegmenter
+        >>> net = TinySegmenter(num_classes=3).eval()
         >>> RegionPGD(net, "top", steps=1)(torch.rand(1, 3, 64, 64)).shape
         torch.Size([1, 3, 64, 64])
     """

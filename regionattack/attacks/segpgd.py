@@ -32,8 +32,9 @@ class SegPGD(PixelWeightedPGD):
     :class:`~regionattack.attacks.pixel_weighted.PixelWeightedPGD`.
 
     Example:
-        >>> import segmentation_models_pytorch as smp, torch
-        >>> net = smp.FPN("resnet18", encoder_weights=None, classes=3).eval()
+        >>> import torch
+        >>> from regionattack.models import TinySegmenter
+        >>> net = TinySegmenter(num_classes=3).eval()
         >>> atk = SegPGD(net, "left", steps=2, seed=0)
         >>> x = torch.rand(1, 3, 64, 64)
         >>> adv = atk(x)

@@ -129,9 +129,9 @@ class DefenseReport:
         Returns:
             The matplotlib figure (saved to ``path`` when given).
         """
-        from matplotlib.figure import Figure
+        from regionattack._figures import new_figure
 
-        fig = Figure(figsize=(18, 3.6))
+        fig = new_figure((18, 3.6))
         probe, shift, ablation, region, pgd = fig.subplots(1, 5)
         names = list(self.models)
         positions = torch.arange(len(names)).tolist()

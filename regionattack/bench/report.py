@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from matplotlib.figure import Figure
 
-from regionattack._figures import plot_ablation, plot_attacks
+from regionattack._figures import new_figure, plot_ablation, plot_attacks
 from regionattack._files import write_atomic
 from regionattack.bench.experiments import region_mask
 
@@ -64,6 +63,96 @@ def format_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
     return "\n".join(lines)
 
 
+def clean_table(clean: dict) -> str:
+    """The clean mIoU on the whole image and the report's regions (``results["clean"]``)."""
+    return format_table(
+        [clean],
+        [
+            ("miou", "all", ".3f"),
+            ("miou_left", "left half", ".3f"),
+            ("miou_right", "right half", ".3f"),
+            ("miou_center", "center", ".3f"),
+            ("miou_cell", "top-left quadrant", ".3f"),
+        ],
+    )
+
+
+def overall_table(summary: list[dict]) -> str:
+    """MIoU with each ranking's top-k zeroed beside k random channels (mean ± std over draws).
+
+    Args:
+        summary: :func:`summarize_ablation` of ``results["ablation"]``.
+    """
+    by_k: dict[int, dict] = {}
+    for row in summary:
+        if row["region"] != "overall" or row["k"] == 0:
+            continue
+        entry = by_k.setdefault(row["k"], dict.fromkeys(("flip", "gradient", "random"), None))
+        entry["k"] = row["k"]
+        if row["ranking"] == "random":
+            entry["random"] = f"{row['miou']:.3f} ± {row['miou_std']:.3f}"
+        else:
+            entry[row["ranking"]] = f"{row['miou']:.3f}"
+    return format_table(
+        list(by_k.values()),
+        [
+            ("k", "k", ""),
+            ("flip", "flip", ""),
+            ("gradient", "gradient", ""),
+            ("random", "random (mean ± std)", ""),
+        ],
+    )
+
+
+def region_table(ablation: list[dict]) -> str:
+    """MIoU inside and outside each region with its region-ranked top-k channels zeroed."""
+    return format_table(
+        [
+            {**r, "inside": _f(r["miou_inside"]), "outside": _f(r["miou_outside"])}
+            for r in ablation
+            if r["region"] != "overall"
+        ],
+        [
+            ("ranking", "ranking", ""),
+            ("region", "region", ""),
+            ("k", "k", ""),
+            ("inside", "mIoU inside", ""),
+            ("outside", "mIoU outside", ""),
+        ],
+    )
+
+
+def attack_table(attacks: list[dict]) -> str:
+    """One row per attack and radius: mIoU and its drop inside and outside, norms, time.
+
+    "changed outside" is the fraction of the outside's labelled pixels whose predicted class changed.
+    """
+    return format_table(
+        attacks,
+        [
+            ("attack", "attack", ""),
+            ("eps_255", "eps (/255)", "g"),
+            ("miou_inside", "mIoU inside", ".3f"),
+            ("miou_outside", "mIoU outside", ".3f"),
+            ("drop_inside", "drop inside", ".3f"),
+            ("drop_outside", "drop outside", ".3f"),
+            ("changed_outside", "changed outside", ".3f"),
+            ("specificity", "specificity", ".1f"),
+            ("linf", "L-inf", ".4f"),
+            ("l2", "L2", ".2f"),
+            ("seconds_per_image", "s/image", ".2f"),
+        ],
+    )
+
+
+def fidelity_table(fidelity: dict) -> str:
+    """Spearman correlation of each ranking's estimate with the measured effect."""
+    return format_table(
+        [{"pair": k, "rho": v} for k, v in fidelity["spearman"].items()],
+        [("pair", "estimate ~ measured", ""), ("rho", "Spearman", ".3f")],
+    )
+
+
 def _f(value: object, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
@@ -71,7 +160,7 @@ def _f(value: object, digits: int = 3) -> str:
 def plot_regions(summary: list[dict], path: Path) -> None:
     """Drop of mIoU inside vs outside the region when region-ranked channels are zeroed."""
     clean = next(r for r in summary if r["k"] == 0)
-    fig = Figure(figsize=(3.2 * len(REGION_RANKINGS), 3.2))
+    fig = new_figure((3.2 * len(REGION_RANKINGS), 3.2))
     axes = fig.subplots(1, len(REGION_RANKINGS))
     for ax, (ranking, region) in zip(axes, REGION_RANKINGS, strict=True):
         rows = sorted(
@@ -102,7 +191,7 @@ def _inside_outside(clean: dict, region: str) -> tuple[float, float]:
 
 def plot_attack_curves(attacks: list[dict], path: Path) -> None:
     """MIoU inside and outside the region vs eps, one line per attack."""
-    fig = Figure(figsize=(10, 3.8))
+    fig = new_figure((10, 3.8))
     (inside, outside) = fig.subplots(1, 2, sharey=True)
     for name in dict.fromkeys(row["attack"] for row in attacks):
         rows = sorted((r for r in attacks if r["attack"] == name), key=lambda r: r["eps_255"])
@@ -126,7 +215,7 @@ def plot_fidelity(fidelity: dict, path: Path) -> None:
         ("gradient_score", "exact_position", "gradient position score", "measured position"),
         ("flip_score", "exact_position", "flip score", "measured position"),
     ]
-    fig = Figure(figsize=(11, 3.4))
+    fig = new_figure((11, 3.4))
     axes = fig.subplots(1, len(panels))
     for ax, (x, y, xlabel, ylabel) in zip(axes, panels, strict=True):
         if x not in fidelity:
@@ -171,48 +260,18 @@ def write_report(results: dict, out: Path, *, num_classes: int, region: str = "l
     ]
     clean = results.get("clean")
     if clean:
-        lines += [
-            "## Clean mIoU",
-            "",
-            format_table(
-                [clean],
-                [
-                    ("miou", "all", ".3f"),
-                    ("miou_left", "left half", ".3f"),
-                    ("miou_right", "right half", ".3f"),
-                    ("miou_center", "center", ".3f"),
-                    ("miou_cell", "top-left quadrant", ".3f"),
-                ],
-            ),
-            "",
-        ]
+        lines += ["## Clean mIoU", "", clean_table(clean), ""]
     ablation = results.get("ablation")
     if ablation:
         summary = summarize_ablation(ablation)
         plot_ablation(summary, out / "ablation.png")
         plot_regions(_region_summary(ablation), out / "regions.png")
-        overall = [r for r in summary if r["region"] == "overall" and r["k"] > 0]
-        by_k: dict[int, dict] = {}
-        for row in overall:
-            entry = by_k.setdefault(row["k"], {"k": row["k"]})
-            if row["ranking"] == "random":
-                entry["random"] = f"{row['miou']:.3f} ± {row['miou_std']:.3f}"
-            else:
-                entry[row["ranking"]] = f"{row['miou']:.3f}"
         lines += [
             "## Overall position channels: top-k zeroed vs random-k",
             "",
             f"Clean mIoU {clean['miou']:.3f}." if clean else "",
             "",
-            format_table(
-                list(by_k.values()),
-                [
-                    ("k", "k", ""),
-                    ("flip", "flip", ""),
-                    ("gradient", "gradient", ""),
-                    ("random", "random (mean ± std)", ""),
-                ],
-            ),
+            overall_table(summary),
             "",
             _sweep_line(results.get("ablation_timings", {}), len(ablation)),
             "",
@@ -220,20 +279,7 @@ def write_report(results: dict, out: Path, *, num_classes: int, region: str = "l
             "",
             "## Region-specific channels: mIoU inside vs outside the region when zeroed",
             "",
-            format_table(
-                [
-                    {**r, "inside": _f(r["miou_inside"]), "outside": _f(r["miou_outside"])}
-                    for r in ablation
-                    if r["region"] not in ("overall",)
-                ],
-                [
-                    ("ranking", "ranking", ""),
-                    ("region", "region", ""),
-                    ("k", "k", ""),
-                    ("inside", "mIoU inside", ""),
-                    ("outside", "mIoU outside", ""),
-                ],
-            ),
+            region_table(ablation),
             "",
             "![regions](regions.png)",
             "",
@@ -244,21 +290,7 @@ def write_report(results: dict, out: Path, *, num_classes: int, region: str = "l
         lines += [
             f"## Input attacks on the {region} region",
             "",
-            format_table(
-                attacks,
-                [
-                    ("attack", "attack", ""),
-                    ("eps_255", "eps (/255)", "g"),
-                    ("miou_inside", "mIoU inside", ".3f"),
-                    ("miou_outside", "mIoU outside", ".3f"),
-                    ("drop_inside", "drop inside", ".3f"),
-                    ("drop_outside", "drop outside", ".3f"),
-                    ("specificity", "specificity", ".1f"),
-                    ("linf", "L-inf", ".4f"),
-                    ("l2", "L2", ".2f"),
-                    ("seconds_per_image", "s/image", ".2f"),
-                ],
-            ),
+            attack_table(attacks),
             "",
             "![attacks](attacks.png)",
             "",
@@ -277,10 +309,7 @@ def write_report(results: dict, out: Path, *, num_classes: int, region: str = "l
         lines += [
             f"## Ranking fidelity ({len(fidelity['channels'])} channels zeroed one at a time)",
             "",
-            format_table(
-                [{"pair": k, "rho": v} for k, v in fidelity["spearman"].items()],
-                [("pair", "estimate ~ measured", ""), ("rho", "Spearman", ".3f")],
-            ),
+            fidelity_table(fidelity),
             "",
             "![fidelity](fidelity.png)",
             "",

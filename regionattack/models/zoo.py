@@ -86,7 +86,7 @@ def build_model(name: str, num_classes: int, **options: object) -> nn.Module:
     check_positive_int(num_classes, "num_classes")
     family, _, rest = name.partition(":")
     if family == "smp":
-        import segmentation_models_pytorch as smp
+        smp = import_optional("segmentation_models_pytorch", "models")
 
         arch, _, encoder = rest.partition(":")
         if arch not in SMP_ARCHITECTURES or not encoder:

@@ -1,0 +1,153 @@
+"""Render the results tables of README.md and docs/ from the committed JSON: none is typed by hand.
+
+A page marks each generated table with two HTML comments (invisible on GitHub and in Sphinx); the
+first names a renderer, its JSON file(s) and options::
+
+    <!-- table: region-strength benchmarks/results/region_strength-bench.json eps=8/255 steps=10 -->
+    | attack | eps | ... (generated) |
+    <!-- end table -->
+
+Rewrite every marked table, or only check that the pages match their JSON (exit status 1 and
+the pages that differ; tests/test_render_tables.py runs the check)::
+
+    python -m benchmarks.render_tables
+    python -m benchmarks.render_tables --check
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shlex
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from benchmarks import claims_spread, map_summary, peer_minimal_eps, region_strength
+from regionattack.bench import report
+from regionattack.cli import parse_radii
+from regionattack.maps import VulnerabilityMap, map_cells
+
+ROOT = Path(__file__).resolve().parents[1]
+BLOCK = re.compile(r"(<!-- table: (.+?) -->\n)(.*?)(<!-- end table -->)", re.S)
+
+
+def _json(path: str) -> dict:
+    return json.loads((ROOT / path).read_text())
+
+
+def _list(text: str) -> list[str]:
+    return [item for item in text.split(",") if item]
+
+
+def bench_table(path: str, section: str) -> str:
+    """A table of a ``results.json`` of ``regionattack bench`` or ``demo`` (the report's tables)."""
+    results = _json(path)
+    if section == "clean":
+        return report.clean_table(results["clean"])
+    if section == "overall":
+        return report.overall_table(report.summarize_ablation(results["ablation"]))
+    if section == "regions":
+        return report.region_table(results["ablation"])
+    if section == "attacks":
+        return report.attack_table(results["attacks"])
+    if section == "fidelity":
+        return report.fidelity_table(results["fidelity"])
+    raise ValueError(f"unknown bench section {section!r}")
+
+
+def region_strength_table(path: str, eps: str = "", steps: str = "", variants: str = "") -> str:
+    """:func:`benchmarks.region_strength.table`, restricted to the radii, steps and variants given."""
+    record = _json(path)
+    settings = record["settings"]
+    chosen = {
+        "eps": parse_radii(eps) if eps else settings["eps"],
+        "steps": [int(s) for s in _list(steps)] or settings["steps"],
+        "variants": _list(variants) or settings["variants"],
+    }
+    return region_strength.table({"settings": chosen, "rows": record["rows"]})
+
+
+def maps_table(*folders: str) -> str:
+    """:func:`benchmarks.map_summary.markdown` of the maps in ``folders`` (one per seed)."""
+    maps = [map_summary.load_map(ROOT / folder) for folder in folders]
+    return map_summary.markdown(map_summary.summarize(maps), maps[0]["fingerprint"]["grid"])
+
+
+def demo_map_table(path: str) -> str:
+    """The table of the map a demo stored in ``map.json``."""
+    record = _json(path)
+    grid = tuple(record["fingerprint"]["grid"])
+    cells, shape = map_cells(grid, grid)  # one pixel per cell: the table needs only their number
+    vmap = VulnerabilityMap.from_rows(cells, shape, record["units"]["map"]["rows"], {})
+    return vmap.table()
+
+
+def claims_table(path: str, data: str) -> str:
+    """The runs of one data set in ``claims_spread.json`` and the smallest value of each column."""
+    return claims_spread.table(_json(path)["rows"], data)
+
+
+def peer_minimal_eps_table(path: str) -> str:
+    """:func:`benchmarks.peer_minimal_eps.table` of its JSON."""
+    return peer_minimal_eps.table(_json(path))
+
+
+RENDERERS: dict[str, Callable[..., str]] = {
+    "bench": bench_table,
+    "region-strength": region_strength_table,
+    "maps": maps_table,
+    "demo-map": demo_map_table,
+    "claims": claims_table,
+    "peer-minimal-eps": peer_minimal_eps_table,
+}
+
+
+def render(spec: str) -> str:
+    """The table a marker's ``spec`` (``renderer arg... key=value...``) describes.
+
+    Raises:
+        ValueError: For an unknown renderer.
+    """
+    name, *words = shlex.split(spec)
+    if name not in RENDERERS:
+        raise ValueError(f"unknown table renderer {name!r}; known: {sorted(RENDERERS)}")
+    args = [w for w in words if "=" not in w]
+    options = dict(w.split("=", 1) for w in words if "=" in w)
+    return RENDERERS[name](*args, **options)
+
+
+def render_page(text: str) -> str:
+    """``text`` with every marked table rendered again."""
+    return BLOCK.sub(lambda m: f"{m[1]}{render(m[2])}\n{m[4]}", text)
+
+
+def pages() -> list[Path]:
+    """README.md and every Markdown page of docs/."""
+    return [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Rewrite the marked tables (or, with ``--check``, report the pages that differ)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--check", action="store_true", help="change nothing; exit 1 on a difference"
+    )
+    args = parser.parse_args(argv)
+    stale = []
+    for page in pages():
+        text = page.read_text()
+        rendered = render_page(text)
+        if rendered != text:
+            stale.append(page.relative_to(ROOT))
+            if not args.check:
+                page.write_text(rendered)
+    if stale:
+        verb = "differ from their JSON" if args.check else "rewritten"
+        print(f"{verb}: {', '.join(map(str, stale))}", file=sys.stderr)
+    return 1 if stale and args.check else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""The results tables of README.md and docs/ are rendered from the committed JSON."""
+
+import pytest
+
+from benchmarks import render_tables
+
+
+def test_every_page_matches_its_json(capsys):
+    status = render_tables.main(["--check"])
+    assert status == 0, capsys.readouterr().err + " (run: python -m benchmarks.render_tables)"
+
+
+def test_the_pages_have_generated_tables():
+    texts = {page.name: page.read_text() for page in render_tables.pages()}
+    assert texts["README.md"].count("<!-- table: ") == 1
+    for page in ("demo.md", "camvid.md", "maps.md"):
+        assert texts[page].count("<!-- table: ") >= 3, page
+
+
+def test_a_stale_table_is_rewritten_and_reported():
+    spec = "claims benchmarks/results/claims_spread.json data=camvid"
+    stale = f"text\n<!-- table: {spec} -->\n| a hand-typed table |\n<!-- end table -->\nmore\n"
+    rendered = render_tables.render_page(stale)
+    assert "hand-typed" not in rendered
+    assert rendered.startswith(f"text\n<!-- table: {spec} -->\n| run | clean mIoU |")
+    assert rendered.endswith("\n<!-- end table -->\nmore\n")
+    assert "| camvid/smallest |" in rendered
+    assert render_tables.render_page(rendered) == rendered
+
+
+def test_region_strength_tables_keep_only_what_the_marker_asks_for():
+    table = render_tables.render(
+        'region-strength benchmarks/results/region_strength-bench.json eps=8/255 steps=100 '
+        '"variants=CosPGD,SEA"'
+    )
+    rows = table.splitlines()[2:]
+    assert [row.split(" | ")[0] for row in rows] == ["| CosPGD", "| SEA"]
+    assert all(" | 8/255 | 100 | " in row for row in rows)
+
+
+def test_an_unknown_renderer_is_refused():
+    with pytest.raises(ValueError, match="unknown table renderer 'nope'"):
+        render_tables.render("nope a.json")
