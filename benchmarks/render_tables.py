@@ -8,7 +8,7 @@ first names a renderer, its JSON file(s) and options::
     <!-- end table -->
 
 Rewrite every marked table, or only check that the pages match their JSON (exit status 1 and
-the pages that differ; tests/test_render_tables.py runs the check)::
+the pages that differ; tests/benchmarks/test_render_tables.py runs the check)::
 
     python -m benchmarks.render_tables
     python -m benchmarks.render_tables --check

@@ -1,5 +1,7 @@
-"""Sphinx configuration: the guide and results pages (Markdown, MyST) and the API reference
-generated from the docstrings (autodoc + napoleon, Google style).
+"""Sphinx configuration: the guide, the results pages and the API reference.
+
+The pages are Markdown (MyST); the reference is generated from the docstrings (autodoc +
+napoleon, Google style).
 
 Build: ``pip install -e ".[docs]" && sphinx-build -W -b html docs docs/_build/html``.
 """
@@ -99,4 +101,5 @@ def _fill_reference(app, docname: str, source: list[str]) -> None:
 
 
 def setup(app):
+    """Fill docs/reference.md from the modules' ``__all__`` when Sphinx reads it."""
     app.connect("source-read", _fill_reference)

@@ -212,24 +212,25 @@ def run_demo(config: DemoConfig, out_dir: str | os.PathLike, *, retrain: bool = 
     evaluation.classes = data["classes"]  # type: ignore[attr-defined]
     results = run_experiments(bench, model, evaluation, model_meta=train_info)
     map_start = time.perf_counter()
-    results["map"], computed = demo_map(config, model, evaluation, out_dir)
+    results["map"], results["map_seconds"], computed = demo_map(config, model, evaluation, out_dir)
     results["map_seconds_this_run"] = time.perf_counter() - map_start if computed else 0.0
     return results
 
 
 def demo_map(
     config: DemoConfig, model: nn.Module, evaluation: TensorDataset, out_dir: str | os.PathLike
-) -> tuple[VulnerabilityMap | None, bool]:
+) -> tuple[VulnerabilityMap | None, float, bool]:
     """RegionAttack on each cell of a ``map_grid`` grid over the attacked images (None when 0).
 
     The map is kept in ``out_dir/map.json`` (a rerun with the same model, images and settings
     reads it back) and written as ``map.md`` and ``map.png``.
 
     Returns:
-        The map, and whether it was computed now (False: read back, or no map).
+        The map, the seconds it took when it was computed, and whether it was computed now
+        (False: read back, or no map).
     """
     if not check_nonnegative_int(config.map_grid, "map_grid"):
-        return None, False
+        return None, 0.0, False
     count = min(config.attack_images, len(evaluation))
     images, labels = evaluation.tensors[0][:count], evaluation.tensors[1][:count]
     cells, shape = map_cells(config.map_grid, tuple(images.shape[-2:]))
@@ -254,9 +255,8 @@ def demo_map(
         store.put("map", {"rows": vmap.rows(), "seconds": time.perf_counter() - start})
     stored = store.get("map")
     vmap = VulnerabilityMap.from_rows(cells, shape, stored["rows"], settings)
-    vmap.settings["seconds"] = stored["seconds"]
     vmap.save(out_dir, images[0])
-    return vmap, computed
+    return vmap, stored["seconds"], computed
 
 
 def report(results: dict) -> str:
@@ -321,7 +321,7 @@ def report(results: dict) -> str:
         "rank": sum(v for k, v in recorded.items() if k.startswith("rank_")),
         "ablation": results.get("ablation_timings", {}).get("seconds", 0.0),
         "attacks": sum(r["seconds_per_image"] * r["images"] for r in results["attacks"]),
-        "map": 0.0 if vmap is None else vmap.settings["seconds"],
+        "map": results.get("map_seconds", 0.0),
         "total": model["data_seconds"]
         + model["load_or_train_seconds"]
         + recorded.get("total_seconds_this_run", 0.0)

@@ -1,25 +1,29 @@
-"""Shared fixtures: a device, a seeded generator, tiny models and a model-state snapshot helper."""
+"""Shared fixtures: a seeded generator, tiny models, a tiny CamVid folder and checkpoint, the demos."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import settings
+from PIL import Image
 from torch import nn
 
-from regionattack.models import TinySegmenter
+from regionattack.cli import main
+from regionattack.demo import DemoConfig, run_demo
+from regionattack.models import TinySegmenter, build_model, save_checkpoint
+from tests.helpers import CAMVID_ROOT, OPTIONS, SIZE, tiny_task
 
 # Property tests draw the same examples on every run (no flaky CI); widen locally with
 # --hypothesis-seed=N or HYPOTHESIS_PROFILE=random.
 settings.register_profile("deterministic", derandomize=True, deadline=None)
 settings.register_profile("random", deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
-
-CAMVID_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "camvid"
 
 
 @pytest.fixture
@@ -30,15 +34,6 @@ def device() -> torch.device:
 @pytest.fixture
 def generator() -> torch.Generator:
     return torch.Generator().manual_seed(0)
-
-
-def tiny_task(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """16x16 blobs; class 0 = dark, 1 = bright on the left, 2 = bright on the right."""
-    images = F.interpolate(torch.rand(n, 3, 4, 4, generator=generator), size=16, mode="bilinear")
-    bright = images.mean(1) >= 0.5
-    labels = bright.long()
-    labels[:, :, 8:] *= 2
-    return images, labels
 
 
 @pytest.fixture(scope="session")
@@ -69,32 +64,69 @@ def images(generator) -> torch.Tensor:
     return torch.rand(4, 3, 16, 16, generator=generator)
 
 
-def snapshot(model: nn.Module) -> dict:
-    """Everything a public call must leave as it found it."""
-    return {
-        "params": {k: v.detach().clone() for k, v in model.named_parameters()},
-        "requires_grad": {k: v.requires_grad for k, v in model.named_parameters()},
-        "grads": {
-            k: None if v.grad is None else v.grad.clone() for k, v in model.named_parameters()
-        },
-        "buffers": {k: v.detach().clone() for k, v in model.named_buffers()},
-        "training": {k: m.training for k, m in model.named_modules()},
-        "hooks": {
-            k: (len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks))
-            for k, m in model.named_modules()
-        },
+@pytest.fixture(scope="module")
+def camvid(tmp_path_factory) -> Path:
+    """Six 32x48 CamVid images in the SegNet layout (.jpg images, PNG labels with void = 11)."""
+    root = tmp_path_factory.mktemp("camvid")
+    rng = np.random.default_rng(0)
+    (root / "val").mkdir()
+    (root / "valannot").mkdir()
+    for i in range(6):
+        image = rng.integers(0, 256, (SIZE[0], SIZE[1], 3), dtype=np.uint8)
+        Image.fromarray(image).save(root / "val" / f"frame{i:02d}.jpg")
+        label = np.zeros(SIZE, np.uint8)
+        label[:, SIZE[1] // 2 :] = 3  # road on the right, sky on the left
+        label[:4] = 11  # void band
+        label[10:20, 5:15] = 8
+        Image.fromarray(label).save(root / "valannot" / f"frame{i:02d}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """A randomly initialised DeepLabV3-ResNet18 saved as benchmarks/train.py saves it."""
+    torch.manual_seed(0)
+    model = build_model("smp:DeepLabV3:resnet18", 11, **OPTIONS)
+    path = tmp_path_factory.mktemp("checkpoint") / "model.pt"
+    meta = {
+        "architecture": "smp:DeepLabV3:resnet18",
+        "options": OPTIONS,
+        "classes": [str(i) for i in range(11)],
+        "size": list(SIZE),
+        "mean": [0.485, 0.456, 0.406],
+        "std": [0.229, 0.224, 0.225],
     }
+    save_checkpoint(path, model, meta)
+    return path
 
 
-def assert_untouched(model: nn.Module, before: dict) -> None:
-    after = snapshot(model)
-    assert after["training"] == before["training"]
-    assert after["requires_grad"] == before["requires_grad"]
-    assert after["hooks"] == before["hooks"]
-    for key in ("params", "buffers"):
-        assert after[key].keys() == before[key].keys()
-        for name, value in before[key].items():
-            assert torch.equal(after[key][name], value), f"{key} {name} changed"
-    for name, grad in before["grads"].items():
-        now = after["grads"][name]
-        assert (grad is None and now is None) or torch.equal(grad, now), f"grad of {name} changed"
+@pytest.fixture(scope="session")
+def demo_cache(tmp_path_factory):
+    """A fresh model cache for the demos (REGIONATTACK_CACHE_DIR) for the whole session."""
+    path = tmp_path_factory.mktemp("cache")
+    previous = os.environ.get("REGIONATTACK_CACHE_DIR")
+    os.environ["REGIONATTACK_CACHE_DIR"] = str(path)
+    yield path
+    if previous is None:
+        del os.environ["REGIONATTACK_CACHE_DIR"]
+    else:
+        os.environ["REGIONATTACK_CACHE_DIR"] = previous
+
+
+@pytest.fixture(scope="session")
+def synthetic_demo(demo_cache, tmp_path_factory):
+    """``regionattack demo`` run once from scratch: its results.json and output folder ("out")."""
+    out = tmp_path_factory.mktemp("demo")
+    assert main(["demo", "--out", str(out), "--quiet"]) == 0
+    return json.loads((out / "results.json").read_text()) | {"out": out}
+
+
+@pytest.fixture(scope="session")
+def camvid_demo(demo_cache, tmp_path_factory):
+    """The CamVid demo on the real data (skipped without it): its results."""
+    if not (CAMVID_ROOT / "train").is_dir():
+        pytest.skip(f"CamVid not found at {CAMVID_ROOT}")
+    config = DemoConfig(
+        data="camvid", root=str(CAMVID_ROOT), train_images=367, eval_images=101, progress=False
+    )
+    return run_demo(config, tmp_path_factory.mktemp("camvid"))

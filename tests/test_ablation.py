@@ -4,8 +4,7 @@ import torch
 
 from regionattack import ChannelAblation, ablate_channels, rank_channels
 from regionattack.ablation import ablate, ablated_predictions, channel_mask
-
-from conftest import assert_untouched, snapshot
+from tests.helpers import assert_untouched, snapshot
 
 
 def _decode(model, latent):

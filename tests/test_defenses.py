@@ -34,10 +34,8 @@ from regionattack.models import (
     train_segmenter,
 )
 from regionattack.normalization import unwrap, with_normalization
+from tests.helpers import REPO, assert_untouched, snapshot, tiny_task
 
-from conftest import assert_untouched, snapshot, tiny_task
-
-REPO = Path(__file__).resolve().parents[1]
 SMALL_UNET = ("smp:Unet:mobilenet_v2", {"encoder_depth": 3, "decoder_channels": [16, 8, 4]})
 
 

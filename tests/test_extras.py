@@ -48,7 +48,10 @@ def test_the_core_runs_without_any_extra():
 @pytest.mark.parametrize(
     ("code", "extra"),
     [
-        ("from regionattack.models import build_model; build_model('smp:FPN:resnet18', 2)", "models"),
+        (
+            "from regionattack.models import build_model; build_model('smp:FPN:resnet18', 2)",
+            "models",
+        ),
         ("from regionattack.models import build_model; build_model('hf:segformer', 2)", "hf"),
         (
             "import torch, regionattack as ra\n"

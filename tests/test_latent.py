@@ -7,8 +7,7 @@ from torch import nn
 from regionattack import find_layer, latent_of, with_normalization
 from regionattack.latent import default_layer, edit_latent, model_logits, select_latent
 from regionattack.models import TinySegmenter, build_model
-
-from conftest import assert_untouched, snapshot
+from tests.helpers import assert_untouched, snapshot
 
 
 @pytest.mark.parametrize(

@@ -7,13 +7,11 @@ import math
 
 import pytest
 import torch
-from test_bench import camvid, checkpoint  # noqa: F401 - fixtures shared with the bench tests
 from torch import nn
 
 from regionattack.maps import MEASURES, map_cells, vulnerability_map
 from regionattack.models import build_model
-
-from conftest import assert_untouched, snapshot
+from tests.helpers import assert_untouched, snapshot
 
 SIZE = 24  # a 3 x 3 grid of 8 x 8 cells
 

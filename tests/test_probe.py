@@ -9,8 +9,7 @@ from torch import nn
 from regionattack import NormalizedModel
 from regionattack.models import TinySegmenter
 from regionattack.probe import ProbeResult, _background, _canvases, position_readout
-
-from conftest import assert_untouched, snapshot
+from tests.helpers import assert_untouched, snapshot
 
 SIZE = 12  # canvas side; a 3x3 grid gives 4x4 cells
 

@@ -18,8 +18,7 @@ from regionattack.ranking import (
     ranking_from_statistics,
     region_scores,
 )
-
-from conftest import assert_untouched, snapshot
+from tests.helpers import assert_untouched, snapshot
 
 
 @pytest.fixture

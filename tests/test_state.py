@@ -2,8 +2,7 @@ import pytest
 from torch import nn
 
 from regionattack._state import frozen, private_buffers
-
-from conftest import assert_untouched, snapshot
+from tests.helpers import assert_untouched, snapshot
 
 
 def _batch_norm_net() -> nn.Module:

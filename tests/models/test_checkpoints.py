@@ -23,8 +23,7 @@ from regionattack.models import (
     save_checkpoint,
 )
 from regionattack.normalization import NormalizedModel, with_normalization
-
-from conftest import assert_untouched, snapshot
+from tests.helpers import assert_untouched, snapshot
 
 # ---------------------------------------------------------------------------------------------
 # VainF/DeepLabV3Plus-Pytorch's DeepLabV3 (network/_deeplab.py, network/utils.py, modeling.py),

@@ -13,8 +13,7 @@ from regionattack.attacks.objectives import (
 )
 from regionattack.attacks.sea import SEA_LOSSES, sea_schedule
 from regionattack.regions import as_mask
-
-from conftest import assert_untouched, snapshot, tiny_task
+from tests.helpers import assert_untouched, snapshot, tiny_task
 
 EPS = 8 / 255
 

@@ -6,7 +6,6 @@ import json
 import sys
 
 import pytest
-from test_bench import camvid, checkpoint  # noqa: F401 - fixtures shared with the bench tests
 
 from benchmarks import region_strength
 

@@ -4,8 +4,7 @@ import pytest
 import torch
 
 from regionattack import UniformNoise
-
-from conftest import assert_untouched, snapshot
+from tests.helpers import assert_untouched, snapshot
 
 EPS = 8 / 255
 

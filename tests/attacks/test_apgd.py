@@ -5,8 +5,7 @@ import torch
 
 from regionattack import CosPGD, PositionChannelAttack, RegionAttack, RegionPGD, SegPGD
 from regionattack.attacks.apgd import apgd, apgd_checkpoints
-
-from conftest import assert_untouched, snapshot
+from tests.helpers import assert_untouched, snapshot
 
 EPS = 8 / 255
 

@@ -9,54 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from regionattack.bench import runner
 from regionattack.bench.runner import BenchConfig, run_benchmark
 from regionattack.cli import main
-from regionattack.models import build_model, save_checkpoint
-
-SIZE = (32, 48)
-OPTIONS = {"encoder_output_stride": 16, "decoder_channels": 16, "decoder_atrous_rates": [2, 4, 6]}
-
-
-@pytest.fixture(scope="module")
-def camvid(tmp_path_factory) -> Path:
-    """Six 32x48 CamVid images in the SegNet layout (.jpg images, PNG labels with void = 11)."""
-    root = tmp_path_factory.mktemp("camvid")
-    rng = np.random.default_rng(0)
-    (root / "val").mkdir()
-    (root / "valannot").mkdir()
-    for i in range(6):
-        image = rng.integers(0, 256, (SIZE[0], SIZE[1], 3), dtype=np.uint8)
-        Image.fromarray(image).save(root / "val" / f"frame{i:02d}.jpg")
-        label = np.zeros(SIZE, np.uint8)
-        label[:, SIZE[1] // 2 :] = 3  # road on the right, sky on the left
-        label[:4] = 11  # void band
-        label[10:20, 5:15] = 8
-        Image.fromarray(label).save(root / "valannot" / f"frame{i:02d}.png")
-    return root
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    """A randomly initialised DeepLabV3-ResNet18 saved as benchmarks/train.py saves it."""
-    torch.manual_seed(0)
-    model = build_model("smp:DeepLabV3:resnet18", 11, **OPTIONS)
-    path = tmp_path_factory.mktemp("checkpoint") / "model.pt"
-    meta = {
-        "architecture": "smp:DeepLabV3:resnet18",
-        "options": OPTIONS,
-        "classes": [str(i) for i in range(11)],
-        "size": list(SIZE),
-        "mean": [0.485, 0.456, 0.406],
-        "std": [0.229, 0.224, 0.225],
-    }
-    save_checkpoint(path, model, meta)
-    return path
+from regionattack.models import save_checkpoint
 
 
 def bench_args(camvid: Path, checkpoint: Path, out: Path, *extra: str) -> list[str]:
@@ -344,56 +303,13 @@ def test_two_processes_under_torchrun_give_the_single_process_numbers(camvid, ch
     assert meta["environment"]["world_size"] == 2
 
 
-def test_train_script_writes_a_checkpoint_the_bench_reads(camvid, tmp_path):
-    """benchmarks/train.py: 2 steps on the fixture; the bench rebuilds the model from its meta."""
-    repo = Path(__file__).resolve().parents[1]
-    (camvid / "train").mkdir(exist_ok=True)
-    (camvid / "trainannot").mkdir(exist_ok=True)
-    for path in (camvid / "val").iterdir():
-        (camvid / "train" / path.name).write_bytes(path.read_bytes())
-        label = camvid / "valannot" / f"{path.stem}.png"
-        (camvid / "trainannot" / label.name).write_bytes(label.read_bytes())
-    out = tmp_path / "model.pt"
-    command = [
-        sys.executable,
-        str(repo / "benchmarks" / "train.py"),
-        "--dataset",
-        "camvid",
-        "--root",
-        str(camvid),
-        "--option",
-        "encoder_output_stride=16",
-        "--option",
-        "decoder_channels=16",
-        "--size",
-        "32x48",
-        "--steps",
-        "2",
-        "--batch-size",
-        "2",
-        "--out",
-        str(out),
-    ]
-    completed = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert completed.returncode == 0, completed.stderr[-2000:]
-    summary = json.loads(completed.stdout.strip().splitlines()[-1])
-    assert summary["architecture"] == "smp:DeepLabV3:resnet18"
-    assert summary["size"] == [32, 48] and 0 <= summary["eval_miou"] <= 1
-    from regionattack.models import build_from_checkpoint
-
-    model, meta = build_from_checkpoint(out)
-    assert meta["classes"][0] == "sky" and meta["options"]["decoder_channels"] == 16
-    assert model(torch.rand(1, 3, 32, 48)).shape == (1, 11, 32, 48)
-
-
 def test_run_experiments_on_a_model_and_tensors_in_memory(tiny_segmenter, tmp_path):
     """The demo's path: any model and (images, labels) tensors; the model and RNG left as found."""
     from torch.utils.data import TensorDataset
 
     from regionattack.bench.runner import run_experiments
     from regionattack.metrics import ConfusionMatrix
-
-    from conftest import assert_untouched, snapshot, tiny_task
+    from tests.helpers import assert_untouched, snapshot, tiny_task
 
     images, labels = tiny_task(6, torch.Generator().manual_seed(3))
     config = BenchConfig(

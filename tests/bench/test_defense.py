@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,10 +17,8 @@ from regionattack.metrics import ConfusionMatrix
 from regionattack.models import TinySegmenter, save_checkpoint
 from regionattack.ranking import rank_channels
 from regionattack.regions import named
+from tests.helpers import REPO, assert_untouched, snapshot, tiny_task
 
-from conftest import assert_untouched, snapshot, tiny_task
-
-REPO = Path(__file__).resolve().parents[1]
 FAST = {"steps": 2, "probe_images": 6, "probe_epochs": 5, "random_draws": 3, "progress": False}
 
 

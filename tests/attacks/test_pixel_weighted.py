@@ -7,8 +7,7 @@ import torch.nn.functional as F
 import regionattack
 from regionattack import CosPGD, SegPGD, region_miou
 from regionattack.attacks.objectives import cospgd_weights, region_mean_weights, segpgd_weights
-
-from conftest import assert_untouched, snapshot, tiny_task
+from tests.helpers import assert_untouched, snapshot, tiny_task
 
 EPS = 8 / 255
 CLASSES = {"segpgd": SegPGD, "cospgd": CosPGD}

@@ -1,41 +1,15 @@
+"""train_segmenter: it learns, restores the model's modes and leaves the global RNG alone."""
+
 import pytest
 import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
 from regionattack.models import (
-    PlantedPositionSegmenter,
     TinySegmenter,
-    build_from_checkpoint,
-    build_model,
-    save_checkpoint,
     train_segmenter,
 )
-
-from conftest import snapshot
-
-
-@pytest.mark.parametrize(
-    ("name", "match"),
-    [
-        ("smp:Nope:resnet18", "Architecture one of"),
-        ("smp:FPN", "Architecture one of"),
-        ("smp:FPN:notanencoder", "unknown smp encoder"),
-        ("torchvision:resnet50", "torchvision models are one of"),
-        ("paper:deeplabv3_resnet18", "paper models are one of"),
-        ("keras:FPN", "start with 'smp:', 'torchvision:', 'paper:' or 'hf:'"),
-    ],
-)
-def test_build_model_rejects_unknown_names(name, match):
-    with pytest.raises(ValueError, match=match):
-        build_model(name, num_classes=3)
-
-
-def test_build_model_passes_options():
-    model = build_model(
-        "smp:DeepLabV3:resnet18", 4, encoder_output_stride=16, decoder_channels=32
-    ).eval()
-    assert model(torch.rand(1, 3, 64, 64)).shape == (1, 4, 64, 64)
+from tests.helpers import snapshot
 
 
 def test_train_segmenter_learns_and_restores_modes(generator):
@@ -81,21 +55,3 @@ def test_train_segmenter_leaves_the_global_rng_and_repeats(data, generator):
         weights.append(model.state_dict())
     for name, value in weights[0].items():  # same global state on entry: same model
         assert torch.equal(value, weights[1][name]), name
-
-
-def test_models_built_from_a_seed_or_checkpoint_leave_the_global_rng(tmp_path):
-    state = torch.get_rng_state()
-    planted = PlantedPositionSegmenter(latent_channels=6, seed=1)
-    assert torch.equal(torch.get_rng_state(), state)
-    again = PlantedPositionSegmenter(latent_channels=6, seed=1)
-    assert all(
-        torch.equal(a, b) for a, b in zip(planted.parameters(), again.parameters(), strict=True)
-    )
-    options = {"encoder_depth": 3, "decoder_channels": [16, 8, 4]}
-    net = build_model("smp:Unet:mobilenet_v2", 2, **options)
-    meta = {"architecture": "smp:Unet:mobilenet_v2", "options": options, "classes": ["a", "b"]}
-    path = save_checkpoint(tmp_path / "unet.pt", net, meta)
-    state = torch.get_rng_state()
-    loaded, _ = build_from_checkpoint(path)
-    assert torch.equal(torch.get_rng_state(), state)
-    assert torch.equal(loaded.segmentation_head[0].weight, net.segmentation_head[0].weight)

@@ -7,12 +7,10 @@ import sys
 
 import pytest
 import torch
-from test_bench import camvid, checkpoint  # noqa: F401 - fixtures shared with the bench tests
 
 from benchmarks import pooling_path
 from regionattack.models import TinySegmenter, build_model
-
-from conftest import assert_untouched, snapshot
+from tests.helpers import assert_untouched, snapshot
 
 
 def test_rows_for_every_case_and_seed(camvid, checkpoint, tmp_path, monkeypatch, capsys):  # noqa: F811

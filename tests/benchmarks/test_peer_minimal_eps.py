@@ -9,7 +9,6 @@ import sys
 
 import pytest
 import torch
-from test_bench import camvid, checkpoint  # noqa: F401 - fixtures shared with the bench tests
 
 from benchmarks import peer_minimal_eps
 

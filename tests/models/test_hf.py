@@ -9,8 +9,7 @@ from torch import nn
 
 import regionattack as ra
 from regionattack.latent import default_layer, latent_of, model_logits
-
-from conftest import assert_untouched, snapshot
+from tests.helpers import assert_untouched, snapshot
 
 transformers = pytest.importorskip("transformers", minversion="5.9")
 

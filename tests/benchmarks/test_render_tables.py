@@ -30,7 +30,7 @@ def test_a_stale_table_is_rewritten_and_reported():
 
 def test_region_strength_tables_keep_only_what_the_marker_asks_for():
     table = render_tables.render(
-        'region-strength benchmarks/results/region_strength-bench.json eps=8/255 steps=100 '
+        "region-strength benchmarks/results/region_strength-bench.json eps=8/255 steps=100 "
         '"variants=CosPGD,SEA"'
     )
     rows = table.splitlines()[2:]

@@ -1,0 +1,76 @@
+"""The ``regionattack`` command line: its argument parsers and the commands it offers.
+
+Each command is run end to end by the tests of what it runs (tests/bench/test_runner.py for
+``bench``, tests/test_maps.py for ``map``, tests/test_demo.py for ``demo``).
+"""
+
+import argparse
+
+import pytest
+
+from regionattack.cli import (
+    build_parser,
+    main,
+    parse_floats,
+    parse_grid,
+    parse_option,
+    parse_radii,
+    parse_radius,
+    parse_size,
+)
+
+
+def test_sizes_are_height_x_width():
+    assert parse_size("176x240") == (176, 240)
+    assert parse_size("96X128") == (96, 128)
+    for bad in ("176", "0x240", "ax b", "1x2x3"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_size(bad)
+
+
+def test_radii_are_in_image_units():
+    assert parse_radius("8/255") == pytest.approx(8 / 255)
+    assert parse_radius("0.0314") == 0.0314
+    assert parse_radii("2/255,8/255") == pytest.approx((2 / 255, 8 / 255))
+    with pytest.raises(argparse.ArgumentTypeError, match="8/255"):
+        parse_radius("8")  # a pixel-unit radius gets the fraction it probably means
+    for bad in ("eight", "8/0", "-0.1"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_radius(bad)
+
+
+def test_options_grids_and_float_lists():
+    assert parse_option("decoder_atrous_rates=(2, 4, 6)") == ("decoder_atrous_rates", (2, 4, 6))
+    assert parse_option("encoder_name=resnet18") == ("encoder_name", "resnet18")
+    with pytest.raises(argparse.ArgumentTypeError, match="NAME=VALUE"):
+        parse_option("no-equals")
+    assert parse_grid("3") == 3 and parse_grid("2x4") == (2, 4)
+    with pytest.raises(argparse.ArgumentTypeError, match="ROWSxCOLS"):
+        parse_grid("three")
+    assert parse_floats("0.5,0.25") == (0.5, 0.25)
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_floats("0.5,x")
+
+
+def test_the_commands_are_demo_bench_and_map(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    usage = capsys.readouterr().out
+    for command in ("demo", "bench", "map"):
+        assert command in usage
+    subcommands = next(
+        action for action in build_parser()._actions if isinstance(action, argparse._SubParsersAction)
+    )
+    assert set(subcommands.choices) == {"demo", "bench", "map"}
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["nope"], ["bench", "--eps", "8"], ["map", "--grid", "three"], ["demo", "--size", "100x100"]],
+)
+def test_bad_arguments_exit_with_status_2_before_any_work(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert "error" in capsys.readouterr().err
