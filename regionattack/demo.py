@@ -24,7 +24,7 @@ from regionattack._checks import check_nonnegative_int, state_digest
 from regionattack._files import torch_save_atomic
 from regionattack._state import forked_rng
 from regionattack.bench.identity import data_identity
-from regionattack.bench.report import format_table, summarize_ablation
+from regionattack.bench.report import attack_table, format_table, summarize_ablation
 from regionattack.bench.runner import BenchConfig, run_experiments
 from regionattack.bench.store import ResultStore
 from regionattack.maps import VulnerabilityMap, map_cells, vulnerability_map
@@ -287,21 +287,7 @@ def report(results: dict) -> str:
         )
     )
     lines += ["", "Attacks on the left half (inside = left, outside = right):"]
-    lines.append(
-        format_table(
-            results["attacks"],
-            [
-                ("attack", "attack", ""),
-                ("miou_inside", "mIoU inside", ".3f"),
-                ("miou_outside", "mIoU outside", ".3f"),
-                ("drop_inside", "drop inside", ".3f"),
-                ("drop_outside", "drop outside", ".3f"),
-                ("changed_outside", "changed outside", ".3f"),
-                ("specificity", "specificity", ".1f"),
-                ("seconds_per_image", "s/image", ".3f"),
-            ],
-        )
-    )
+    lines.append(attack_table(results["attacks"]))
     vmap = results.get("map")
     if vmap is not None:
         rows, cols = vmap.shape

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from regionattack._checks import check_images, check_positive_int, check_tensor
+from regionattack._checks import check_images, check_positive_int, check_tensor, import_optional
 from regionattack._state import frozen
 from regionattack.latent import find_layer, latent_of
 from regionattack.metrics import ConfusionMatrix
@@ -96,10 +96,11 @@ class ProbeResult:
         Returns:
             The matplotlib figure.
         """
-        from regionattack._figures import new_figure
+        import_optional("matplotlib", "figures")
+        from matplotlib.figure import Figure
 
         if ax is None:
-            fig = new_figure((1.2 * self.grid + 1.5, 1.2 * self.grid + 0.8))
+            fig = Figure(figsize=(1.2 * self.grid + 1.5, 1.2 * self.grid + 0.8))
             ax = fig.add_subplot()
         else:
             fig = ax.figure

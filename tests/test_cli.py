@@ -60,7 +60,9 @@ def test_the_commands_are_demo_bench_and_map(capsys):
     for command in ("demo", "bench", "map"):
         assert command in usage
     subcommands = next(
-        action for action in build_parser()._actions if isinstance(action, argparse._SubParsersAction)
+        action
+        for action in build_parser()._actions
+        if isinstance(action, argparse._SubParsersAction)
     )
     assert set(subcommands.choices) == {"demo", "bench", "map"}
 

@@ -1,18 +1,28 @@
 """Cityscapes on tiny folders in the released layout: label ids to train ids, splits, errors."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 import torchvision
-from PIL import Image
 
 from regionattack.data import (
     CITYSCAPES_CLASSES,
     LABEL_TO_TRAIN_ID,
     Cityscapes,
     cityscapes_pairs,
+)
+from tests.data.formats import (
+    BICYCLE,
+    BICYCLE_ID,
+    CAR,
+    CAR_ID,
+    CITYSCAPES_VAL,
+    ROAD,
+    ROAD_ID,
+    UNLABELED_ID,
+    add_cityscapes_item,
+    save_gray,
+    save_rgb,
 )
 
 # labelId -> trainId, as listed in cityscapesScripts' helpers/labels.py
@@ -37,66 +47,6 @@ OFFICIAL_TRAIN_IDS = {
     32: 17,
     33: 18,
 }
-ROAD_ID, CAR_ID, UNLABELED_ID, BICYCLE_ID = 7, 26, 0, 33
-ROAD, CAR, BICYCLE = 0, 13, 18
-
-
-def _save_rgb(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image = Image.fromarray(array.astype(np.uint8), mode="RGB")
-    if path.suffix == ".jpg":
-        image.save(path, quality=95, subsampling=0)
-    else:
-        image.save(path)
-
-
-def _save_gray(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array.astype(np.uint8), mode="L").save(path)
-
-
-# --------------------------------------------------------------------------------------------
-# Cityscapes
-
-
-def _label_ids(height: int, width: int) -> np.ndarray:
-    """Four vertical bands of labelIds: road (7), car (26), unlabeled (0), bicycle (33)."""
-    label = np.empty((height, width), np.uint8)
-    for band, value in enumerate((ROAD_ID, CAR_ID, UNLABELED_ID, BICYCLE_ID)):
-        label[:, band * width // 4 : (band + 1) * width // 4] = value
-    return label
-
-
-def _add_cityscapes_item(root: Path, split: str, city: str, name: str, colour, label) -> None:
-    stem = f"{city}_{name}"
-    height, width = label.shape
-    _save_rgb(
-        root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png",
-        np.full((height, width, 3), colour),
-    )
-    labels = root / "gtFine" / split / city
-    _save_gray(labels / f"{stem}_gtFine_labelIds.png", label)
-    # the other files of the release sit next to the labelIds and must be ignored
-    _save_rgb(labels / f"{stem}_gtFine_color.png", np.zeros((height, width, 3)))
-    (labels / f"{stem}_gtFine_polygons.json").write_text("{}")
-
-
-# (city, name, colour) of the val split, in the order the dataset must list them
-CITYSCAPES_VAL = [
-    ("frankfurt", "000000_000294", (200, 0, 0)),
-    ("frankfurt", "000000_000576", (0, 200, 0)),
-    ("lindau", "000000_000019", (0, 0, 200)),
-]
-
-
-@pytest.fixture
-def cityscapes_root(tmp_path):
-    """Cityscapes with val (2 cities, 3 images) and train (1 image), 8x16 pixels."""
-    root = tmp_path / "cityscapes"
-    for city, name, colour in reversed(CITYSCAPES_VAL):
-        _add_cityscapes_item(root, "val", city, name, colour, _label_ids(8, 16))
-    _add_cityscapes_item(root, "train", "aachen", "000000_000019", (9, 9, 9), _label_ids(8, 16))
-    return root
 
 
 def test_cityscapes_classes():
@@ -152,7 +102,7 @@ def test_cityscapes_items_map_label_ids_to_train_ids(cityscapes_root):
 
 def test_cityscapes_every_label_id(tmp_path):
     label = np.arange(256, dtype=np.uint8).reshape(16, 16)
-    _add_cityscapes_item(tmp_path, "train", "ulm", "000000_000019", (0, 0, 0), label)
+    add_cityscapes_item(tmp_path, "train", "ulm", "000000_000019", (0, 0, 0), label)
     _, train_ids = Cityscapes(tmp_path, "train")[0]
     assert train_ids.flatten().tolist() == LABEL_TO_TRAIN_ID.tolist()
 
@@ -168,7 +118,7 @@ def test_cityscapes_resize(cityscapes_root, size):
 def test_cityscapes_nearest_resize_keeps_only_valid_ids(tmp_path):
     rng = np.random.default_rng(0)
     label = rng.choice(np.array([ROAD_ID, CAR_ID, UNLABELED_ID, BICYCLE_ID, 24]), size=(24, 40))
-    _add_cityscapes_item(tmp_path, "val", "bonn", "000000_000019", (1, 2, 3), label)
+    add_cityscapes_item(tmp_path, "val", "bonn", "000000_000019", (1, 2, 3), label)
     _, resized = Cityscapes(tmp_path, "val", size=(7, 11))[0]
     assert set(resized.unique().tolist()) <= {ROAD, CAR, BICYCLE, 11, 255}
 
@@ -184,7 +134,7 @@ def test_cityscapes_max_images_keeps_the_first(cityscapes_root):
 def test_cityscapes_train_and_test_splits(cityscapes_root):
     assert len(Cityscapes(cityscapes_root, "train")) == 1
     # the public test split ships labelIds of zeros: everything is ignored
-    _add_cityscapes_item(
+    add_cityscapes_item(
         cityscapes_root, "test", "berlin", "000000_000019", (0, 0, 0), np.zeros((8, 16))
     )
     _, label = Cityscapes(cityscapes_root, "test")[0]
@@ -242,9 +192,9 @@ def test_cityscapes_empty_split_and_stray_files(cityscapes_root):
 
 def test_cityscapes_bad_label_files(cityscapes_root):
     path = cityscapes_root / "gtFine/val/lindau/lindau_000000_000019_gtFine_labelIds.png"
-    _save_rgb(path, np.zeros((8, 16, 3)))
+    save_rgb(path, np.zeros((8, 16, 3)))
     with pytest.raises(ValueError, match="single-channel PNG .* got mode RGB"):
         Cityscapes(cityscapes_root, "val")[2]
-    _save_gray(path, np.zeros((4, 16)))
+    save_gray(path, np.zeros((4, 16)))
     with pytest.raises(ValueError, match=r"is 16x4 \(WxH\) but its image is 16x8"):
         Cityscapes(cityscapes_root, "val")[2]

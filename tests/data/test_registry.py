@@ -1,11 +1,8 @@
 """The dataset registry: names, class counts, load_dataset and its argument errors."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from regionattack.data import (
     CAMVID_CLASSES,
@@ -19,134 +16,7 @@ from regionattack.data import (
     load_dataset,
     num_classes,
 )
-
-ROAD_ID, CAR_ID, UNLABELED_ID, BICYCLE_ID = 7, 26, 0, 33
-ROAD, CAR, BICYCLE = 0, 13, 18
-
-
-def _save_rgb(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image = Image.fromarray(array.astype(np.uint8), mode="RGB")
-    if path.suffix == ".jpg":
-        image.save(path, quality=95, subsampling=0)
-    else:
-        image.save(path)
-
-
-def _save_gray(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array.astype(np.uint8), mode="L").save(path)
-
-
-# --------------------------------------------------------------------------------------------
-# Cityscapes
-
-
-def _label_ids(height: int, width: int) -> np.ndarray:
-    """Four vertical bands of labelIds: road (7), car (26), unlabeled (0), bicycle (33)."""
-    label = np.empty((height, width), np.uint8)
-    for band, value in enumerate((ROAD_ID, CAR_ID, UNLABELED_ID, BICYCLE_ID)):
-        label[:, band * width // 4 : (band + 1) * width // 4] = value
-    return label
-
-
-def _add_cityscapes_item(root: Path, split: str, city: str, name: str, colour, label) -> None:
-    stem = f"{city}_{name}"
-    height, width = label.shape
-    _save_rgb(
-        root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png",
-        np.full((height, width, 3), colour),
-    )
-    labels = root / "gtFine" / split / city
-    _save_gray(labels / f"{stem}_gtFine_labelIds.png", label)
-    # the other files of the release sit next to the labelIds and must be ignored
-    _save_rgb(labels / f"{stem}_gtFine_color.png", np.zeros((height, width, 3)))
-    (labels / f"{stem}_gtFine_polygons.json").write_text("{}")
-
-
-# (city, name, colour) of the val split, in the order the dataset must list them
-CITYSCAPES_VAL = [
-    ("frankfurt", "000000_000294", (200, 0, 0)),
-    ("frankfurt", "000000_000576", (0, 200, 0)),
-    ("lindau", "000000_000019", (0, 0, 200)),
-]
-
-
-@pytest.fixture
-def cityscapes_root(tmp_path):
-    """Cityscapes with val (2 cities, 3 images) and train (1 image), 8x16 pixels."""
-    root = tmp_path / "cityscapes"
-    for city, name, colour in reversed(CITYSCAPES_VAL):
-        _add_cityscapes_item(root, "val", city, name, colour, _label_ids(8, 16))
-    _add_cityscapes_item(root, "train", "aachen", "000000_000019", (9, 9, 9), _label_ids(8, 16))
-    return root
-
-
-# --------------------------------------------------------------------------------------------
-# PASCAL VOC 2012
-
-
-def _voc_palette() -> list[int]:
-    """The VOC colour map: index -> (r, g, b) from the bits of the index; 255 is (224, 224, 192)."""
-    palette = []
-    for index in range(256):
-        rgb, value = [0, 0, 0], index
-        for bit in range(8):
-            for channel in range(3):
-                rgb[channel] |= ((value >> channel) & 1) << (7 - bit)
-            value >>= 3
-        palette += rgb
-    return palette
-
-
-VOC_PALETTE = _voc_palette()
-
-
-def _save_voc_label(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    label = Image.fromarray(array.astype(np.uint8), mode="L")
-    label.putpalette(VOC_PALETTE)  # indices stay the class ids, as in SegmentationClass/
-    label.save(path)
-
-
-def _voc_label(height: int, width: int, cls: int) -> np.ndarray:
-    """Background with one object of class ``cls`` outlined by a 1-pixel 255 boundary."""
-    label = np.zeros((height, width), np.uint8)
-    label[1 : height - 1, 1 : width - 1] = 255
-    label[2 : height - 2, 2 : width - 2] = cls
-    return label
-
-
-# (id, (height, width), class, colour) in the order of val.txt (not sorted on purpose)
-VOC_VAL = [
-    ("2007_000129", (10, 14), 15, (240, 20, 20)),
-    ("2007_000033", (12, 8), 1, (20, 240, 20)),
-    ("2008_000009", (9, 9), 20, (20, 20, 240)),
-]
-
-
-def _write_voc(root: Path, items, split: str = "val") -> Path:
-    voc = root / "VOCdevkit" / "VOC2012"
-    for name, (height, width), cls, colour in items:
-        _save_rgb(voc / "JPEGImages" / f"{name}.jpg", np.full((height, width, 3), colour))
-        _save_voc_label(voc / "SegmentationClass" / f"{name}.png", _voc_label(height, width, cls))
-    lists = voc / "ImageSets" / "Segmentation"
-    lists.mkdir(parents=True, exist_ok=True)
-    (lists / f"{split}.txt").write_text("".join(f"{name}\n" for name, *_ in items))
-    return voc
-
-
-@pytest.fixture
-def voc_root(tmp_path):
-    """VOC 2012 with val (3 images of different sizes) and train (1 image)."""
-    root = tmp_path / "voc"
-    _write_voc(root, VOC_VAL)
-    _write_voc(root, [("2007_000032", (8, 12), 7, (90, 90, 90))], split="train")
-    return root
-
-
-# --------------------------------------------------------------------------------------------
-# Shared argument checks and the registry
+from tests.data.formats import save_gray, save_rgb
 
 
 @pytest.mark.parametrize(
@@ -175,8 +45,8 @@ def test_registry_names_and_class_counts():
 def camvid_root(tmp_path):
     root = tmp_path / "camvid"
     for stem in ("b", "a"):
-        _save_rgb(root / "val" / f"{stem}.png", np.zeros((8, 12, 3)))
-        _save_gray(root / "valannot" / f"{stem}.png", np.full((8, 12), 3))
+        save_rgb(root / "val" / f"{stem}.png", np.zeros((8, 12, 3)))
+        save_gray(root / "valannot" / f"{stem}.png", np.full((8, 12), 3))
     return root
 
 

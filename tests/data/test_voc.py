@@ -1,7 +1,5 @@
 """PASCAL VOC 2012 on tiny folders in the released layout: list files, palette labels, errors."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -12,81 +10,7 @@ from regionattack.data import (
     VOCSegmentation,
     voc_pairs,
 )
-
-ROAD_ID, CAR_ID, UNLABELED_ID, BICYCLE_ID = 7, 26, 0, 33
-ROAD, CAR, BICYCLE = 0, 13, 18
-
-
-def _save_rgb(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image = Image.fromarray(array.astype(np.uint8), mode="RGB")
-    if path.suffix == ".jpg":
-        image.save(path, quality=95, subsampling=0)
-    else:
-        image.save(path)
-
-
-# --------------------------------------------------------------------------------------------
-# PASCAL VOC 2012
-
-
-def _voc_palette() -> list[int]:
-    """The VOC colour map: index -> (r, g, b) from the bits of the index; 255 is (224, 224, 192)."""
-    palette = []
-    for index in range(256):
-        rgb, value = [0, 0, 0], index
-        for bit in range(8):
-            for channel in range(3):
-                rgb[channel] |= ((value >> channel) & 1) << (7 - bit)
-            value >>= 3
-        palette += rgb
-    return palette
-
-
-VOC_PALETTE = _voc_palette()
-
-
-def _save_voc_label(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    label = Image.fromarray(array.astype(np.uint8), mode="L")
-    label.putpalette(VOC_PALETTE)  # indices stay the class ids, as in SegmentationClass/
-    label.save(path)
-
-
-def _voc_label(height: int, width: int, cls: int) -> np.ndarray:
-    """Background with one object of class ``cls`` outlined by a 1-pixel 255 boundary."""
-    label = np.zeros((height, width), np.uint8)
-    label[1 : height - 1, 1 : width - 1] = 255
-    label[2 : height - 2, 2 : width - 2] = cls
-    return label
-
-
-# (id, (height, width), class, colour) in the order of val.txt (not sorted on purpose)
-VOC_VAL = [
-    ("2007_000129", (10, 14), 15, (240, 20, 20)),
-    ("2007_000033", (12, 8), 1, (20, 240, 20)),
-    ("2008_000009", (9, 9), 20, (20, 20, 240)),
-]
-
-
-def _write_voc(root: Path, items, split: str = "val") -> Path:
-    voc = root / "VOCdevkit" / "VOC2012"
-    for name, (height, width), cls, colour in items:
-        _save_rgb(voc / "JPEGImages" / f"{name}.jpg", np.full((height, width, 3), colour))
-        _save_voc_label(voc / "SegmentationClass" / f"{name}.png", _voc_label(height, width, cls))
-    lists = voc / "ImageSets" / "Segmentation"
-    lists.mkdir(parents=True, exist_ok=True)
-    (lists / f"{split}.txt").write_text("".join(f"{name}\n" for name, *_ in items))
-    return voc
-
-
-@pytest.fixture
-def voc_root(tmp_path):
-    """VOC 2012 with val (3 images of different sizes) and train (1 image)."""
-    root = tmp_path / "voc"
-    _write_voc(root, VOC_VAL)
-    _write_voc(root, [("2007_000032", (8, 12), 7, (90, 90, 90))], split="train")
-    return root
+from tests.data.formats import VOC_VAL, save_voc_label, voc_label, write_voc
 
 
 def test_voc_classes():
@@ -120,7 +44,7 @@ def test_voc_items_keep_their_own_size(voc_root):
         assert 0 <= image.min() and image.max() <= 1
         mean = image.mean(dim=(1, 2)) * 255
         torch.testing.assert_close(mean, torch.tensor(colour, dtype=torch.float32), atol=4, rtol=0)
-        assert torch.equal(label, torch.from_numpy(_voc_label(*shape, cls).astype(np.int64)))
+        assert torch.equal(label, torch.from_numpy(voc_label(*shape, cls).astype(np.int64)))
     assert "VOCSegmentation(" in repr(data)
 
 
@@ -137,8 +61,8 @@ def test_voc_resize_and_batching(voc_root):
 def test_voc_nearest_resize_keeps_only_valid_ids(tmp_path):
     rng = np.random.default_rng(0)
     label = rng.choice(np.array([0, 3, 20, 255]), size=(30, 40)).astype(np.uint8)
-    voc = _write_voc(tmp_path, [("a", (30, 40), 1, (0, 0, 0))])
-    _save_voc_label(voc / "SegmentationClass" / "a.png", label)
+    voc = write_voc(tmp_path, [("a", (30, 40), 1, (0, 0, 0))])
+    save_voc_label(voc / "SegmentationClass" / "a.png", label)
     _, resized = VOCSegmentation(tmp_path, "val", size=(7, 9))[0]
     assert resized.shape == (7, 9) and set(resized.unique().tolist()) <= {0, 3, 20, 255}
 
@@ -198,9 +122,9 @@ def test_voc_listed_files_missing(voc_root):
 
 @pytest.mark.parametrize("value", [21, 100, 254])
 def test_voc_bad_label_values(voc_root, value):
-    label = _voc_label(10, 14, 15)
+    label = voc_label(10, 14, 15)
     label[5, 5] = value
-    _save_voc_label(voc_root / "VOCdevkit/VOC2012/SegmentationClass/2007_000129.png", label)
+    save_voc_label(voc_root / "VOCdevkit/VOC2012/SegmentationClass/2007_000129.png", label)
     data = VOCSegmentation(voc_root, "val")
     with pytest.raises(ValueError, match=rf"holds value {value}; VOC labels must be .*0-20 or 255"):
         data[0]
