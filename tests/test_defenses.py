@@ -368,6 +368,7 @@ def camvid(tmp_path) -> Path:
     return tmp_path
 
 
+@pytest.mark.slow
 def test_train_script_with_reflect_padding_and_augshift(camvid, tmp_path):
     out = tmp_path / "model.pt"
     command = [

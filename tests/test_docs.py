@@ -83,6 +83,7 @@ def test_a_wrong_expected_output_fails():
         exec(code, {"expect_output": expect_output})
 
 
+@pytest.mark.slow
 def test_sphinx_builds_the_docs_without_warnings(tmp_path):
     """The guide, the results pages and the reference generated from the docstrings."""
     pytest.importorskip("myst_parser")

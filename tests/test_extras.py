@@ -11,6 +11,8 @@ import textwrap
 
 import pytest
 
+pytestmark = pytest.mark.slow  # runs a script end to end (seconds to minutes)
+
 BLOCKED = ("segmentation_models_pytorch", "matplotlib", "kornia", "transformers", "cospgd")
 
 

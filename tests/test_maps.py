@@ -270,6 +270,7 @@ def test_a_model_without_a_latent_needs_channels_false():
     assert vmap.channel_drop is None
 
 
+@pytest.mark.slow
 def test_cli_map_writes_table_and_figure_resumes_and_refuses(
     camvid,  # noqa: F811
     checkpoint,  # noqa: F811

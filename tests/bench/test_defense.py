@@ -192,6 +192,7 @@ def test_bad_input_is_refused_with_a_clear_error(models, data, change, error, ma
         evaluate_defense(arguments.pop("models"), arguments.pop("data"), **{**FAST, **arguments})
 
 
+@pytest.mark.slow
 def test_the_benchmark_script_rebuilds_checkpoints_with_their_padding(tmp_path):
     """benchmarks/defenses.py on a tiny CamVid folder, one zero- and one reflect-padded model."""
     import numpy as np

@@ -62,6 +62,7 @@ def full_run(camvid, checkpoint, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_results_follow_the_documented_schema(full_run):
     results = json.loads((full_run / "results.json").read_text())
     assert set(results["clean"]) >= {"miou", "miou_left", "miou_right", "miou_center"}
@@ -98,6 +99,7 @@ def test_results_follow_the_documented_schema(full_run):
     assert results["ablation_timings"]["speedup"] > 0
 
 
+@pytest.mark.slow
 def test_report_and_figures_are_written(full_run):
     report = (full_run / "report.md").read_text()
     for heading in ("Clean mIoU", "Overall position channels", "Input attacks", "fidelity"):
@@ -107,6 +109,7 @@ def test_report_and_figures_are_written(full_run):
         assert f"({figure})" in report
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_with_the_same_numbers(
     camvid, checkpoint, full_run, tmp_path, monkeypatch, capsys
 ):
@@ -138,6 +141,7 @@ def test_interrupted_run_resumes_with_the_same_numbers(
     assert numbers(resumed) == numbers(json.loads((full_run / "results.json").read_text()))
 
 
+@pytest.mark.slow
 def test_another_configuration_is_refused(camvid, checkpoint, full_run, capsys):
     args = bench_args(camvid, checkpoint, full_run, "--attack-steps", "3")
     assert main(["bench", *args]) == 2
@@ -152,6 +156,7 @@ def _forbid_work(monkeypatch) -> None:
         monkeypatch.setattr(runner, name, fail)
 
 
+@pytest.mark.slow
 def test_the_same_files_under_another_spelling_resume(
     camvid, checkpoint, full_run, tmp_path, monkeypatch
 ):
@@ -166,6 +171,7 @@ def test_the_same_files_under_another_spelling_resume(
     assert numbers(json.loads((full_run / "results.json").read_text())) == before
 
 
+@pytest.mark.slow
 def test_another_model_in_a_file_of_the_same_size_and_time_is_refused(
     camvid, checkpoint, full_run, tmp_path, capsys
 ):
@@ -182,6 +188,7 @@ def test_another_model_in_a_file_of_the_same_size_and_time_is_refused(
     assert "differs in: model_state" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_other_images_are_refused(camvid, checkpoint, full_run, tmp_path, capsys):
     copy = tmp_path / "camvid"
     shutil.copytree(camvid, copy)
@@ -264,6 +271,7 @@ def test_size_must_suit_the_output_stride(camvid, checkpoint, tmp_path, capsys):
     assert "not divisible by the model's output stride 16" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_two_processes_under_torchrun_give_the_single_process_numbers(camvid, checkpoint, tmp_path):
     """Sharded over 2 gloo processes; batch size 1 so every image is computed alike."""
     args = bench_args(camvid, checkpoint, tmp_path / "one", "--batch-size", "1")

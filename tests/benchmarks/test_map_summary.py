@@ -10,6 +10,8 @@ import pytest
 from benchmarks import map_summary
 from regionattack import cli
 
+pytestmark = pytest.mark.slow  # runs a script end to end (seconds to minutes)
+
 
 def make_map(camvid, checkpoint, out, *extra):  # noqa: F811
     args = ["map", "--dataset", "camvid", "--root", str(camvid), "--checkpoint",

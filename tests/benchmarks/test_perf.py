@@ -12,6 +12,8 @@ import torch
 
 from benchmarks import perf
 
+pytestmark = pytest.mark.slow  # runs a script end to end (seconds to minutes)
+
 TINY = [
     "--model", "smp:DeepLabV3:resnet18",
     "--option", "encoder_output_stride=16",

@@ -12,6 +12,8 @@ from benchmarks import pooling_path
 from regionattack.models import TinySegmenter, build_model
 from tests.helpers import assert_untouched, snapshot
 
+pytestmark = pytest.mark.slow  # runs a script end to end (seconds to minutes)
+
 
 def test_rows_for_every_case_and_seed(camvid, checkpoint, tmp_path, monkeypatch, capsys):  # noqa: F811
     out = tmp_path / "pooling.json"

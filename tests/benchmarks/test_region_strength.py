@@ -9,6 +9,8 @@ import pytest
 
 from benchmarks import region_strength
 
+pytestmark = pytest.mark.slow  # runs a script end to end (seconds to minutes)
+
 
 def run(monkeypatch, *args: str) -> None:
     monkeypatch.setattr(sys, "argv", ["region_strength", *args])

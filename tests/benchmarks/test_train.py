@@ -6,9 +6,12 @@ import json
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from tests.helpers import REPO
+
+pytestmark = pytest.mark.slow  # runs a script end to end (seconds to minutes)
 
 
 def test_train_script_writes_a_checkpoint_the_bench_reads(camvid, tmp_path):
