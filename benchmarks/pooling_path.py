@@ -135,6 +135,19 @@ def measure(model: nn.Module, loader: DataLoader, left: torch.Tensor, eps: float
     }
 
 
+def table(record: dict) -> str:
+    """A Markdown table: per case, the changed fractions inside and outside (mean ± std over seeds)."""
+    seeds = record["settings"]["seeds"]
+    lines = ["| case | changed inside | changed outside |", "|---|---|---|"]
+    for case in CASES:
+        cells = []
+        for name in ("changed_inside", "changed_outside"):
+            values = [record["rows"][str(seed)][case][name] for seed in seeds]
+            cells.append(f"{statistics.fmean(values):.4f} ± {statistics.pstdev(values):.4f}")
+        lines.append(f"| {case} | {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     """Measure every seed; write ``--out``; print mean ± std over seeds."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -160,13 +173,7 @@ def main() -> None:
         "rows": rows,
     }
     write_json(args.out, record, indent=1)
-    print("| case | changed inside | changed outside |\n|---|---|---|")
-    for case in CASES:
-        cells = []
-        for name in ("changed_inside", "changed_outside"):
-            values = [rows[str(seed)][case][name] for seed in args.seeds]
-            cells.append(f"{statistics.fmean(values):.4f} ± {statistics.pstdev(values):.4f}")
-        print(f"| {case} | {' | '.join(cells)} |")
+    print(table(record))
 
 
 if __name__ == "__main__":

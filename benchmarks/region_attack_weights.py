@@ -39,6 +39,17 @@ VARIANTS = {
 }
 
 
+def table(record: dict) -> str:
+    """A Markdown table: drop inside and outside the left half and specificity, per variant."""
+    lines = ["| variant | drop inside | drop outside | specificity |", "|---|---|---|---|"]
+    for row in record["rows"]:
+        lines.append(
+            f"| {row['attack']} | {row['drop_inside']:.3f} | {row['drop_outside']:.3f} | "
+            f"{row['specificity']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     """Run every variant; print a table; write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

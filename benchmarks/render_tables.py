@@ -24,13 +24,21 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks import claims_spread, map_summary, peer_minimal_eps, region_strength
+from benchmarks import (
+    claims_spread,
+    map_summary,
+    peer_minimal_eps,
+    pooling_path,
+    region_attack_weights,
+    region_strength,
+)
 from regionattack.bench import report
+from regionattack.bench.defense import DefenseReport
 from regionattack.cli import parse_radii
 from regionattack.maps import VulnerabilityMap, map_cells
 
 ROOT = Path(__file__).resolve().parents[1]
-BLOCK = re.compile(r"(<!-- table: (.+?) -->\n)(.*?)(<!-- end table -->)", re.S)
+BLOCK = re.compile(r"^([ \t]*)<!-- table: (.+?) -->\n.*?^[ \t]*<!-- end table -->", re.S | re.M)
 
 
 def _json(path: str) -> dict:
@@ -69,6 +77,40 @@ def region_strength_table(path: str, eps: str = "", steps: str = "", variants: s
     return region_strength.table({"settings": chosen, "rows": record["rows"]})
 
 
+def trade_off_table(eps: str, steps: str, groups: str, **models: str) -> str:
+    """Drop inside / changed outside of groups of variants side by side, per model and radius.
+
+    Args:
+        eps: Radii, e.g. ``"2/255,8/255"``.
+        steps: Step count of the rows.
+        groups: ``"HEADER=variant,variant|HEADER=..."``: one column per group, its variants'
+            "drop inside / changed outside" joined by ``;``.
+        models: ``label=path`` of each model's region_strength JSON.
+    """
+    columns = [group.split("=", 1) for group in groups.split("|")]
+    lines = [
+        "| model | eps | " + " | ".join(header for header, _ in columns) + " | noise |",
+        "|---" * (len(columns) + 3) + "|",
+    ]
+    for label, path in models.items():
+        rows = _json(path)["rows"]
+        for radius in parse_radii(eps):
+            cells = []
+            for _, variants in columns:
+                summaries = [
+                    region_strength.summarize(rows, v, radius, int(steps)) for v in _list(variants)
+                ]
+                cells.append("; ".join(
+                    f"{s['drop_inside']:.3f} / {100 * s['changed_outside']:.1f}%" for s in summaries
+                ))  # fmt: skip
+            noise = region_strength.summarize(rows, "UniformNoise", radius, int(steps))
+            lines.append(
+                f"| {label} | {region_strength.radius_label(radius)}/255 | {' | '.join(cells)} | "
+                f"{100 * noise['changed_outside']:.1f}% |"
+            )
+    return "\n".join(lines)
+
+
 def maps_table(*folders: str) -> str:
     """:func:`benchmarks.map_summary.markdown` of the maps in ``folders`` (one per seed)."""
     maps = [map_summary.load_map(ROOT / folder) for folder in folders]
@@ -89,6 +131,21 @@ def claims_table(path: str, data: str) -> str:
     return claims_spread.table(_json(path)["rows"], data)
 
 
+def defenses_table(path: str) -> str:
+    """:meth:`DefenseReport.table` of a ``benchmarks/defenses.py`` run's ``results.json``."""
+    return DefenseReport.from_results(_json(path)).table()
+
+
+def pooling_path_table(path: str) -> str:
+    """:func:`benchmarks.pooling_path.table` of its JSON."""
+    return pooling_path.table(_json(path))
+
+
+def region_attack_weights_table(path: str) -> str:
+    """:func:`benchmarks.region_attack_weights.table` of its JSON."""
+    return region_attack_weights.table(_json(path))
+
+
 def peer_minimal_eps_table(path: str) -> str:
     """:func:`benchmarks.peer_minimal_eps.table` of its JSON."""
     return peer_minimal_eps.table(_json(path))
@@ -101,6 +158,10 @@ RENDERERS: dict[str, Callable[..., str]] = {
     "demo-map": demo_map_table,
     "claims": claims_table,
     "peer-minimal-eps": peer_minimal_eps_table,
+    "defenses": defenses_table,
+    "trade-off": trade_off_table,
+    "pooling-path": pooling_path_table,
+    "region-attack-weights": region_attack_weights_table,
 }
 
 
@@ -119,8 +180,14 @@ def render(spec: str) -> str:
 
 
 def render_page(text: str) -> str:
-    """``text`` with every marked table rendered again."""
-    return BLOCK.sub(lambda m: f"{m[1]}{render(m[2])}\n{m[4]}", text)
+    """``text`` with every marked table rendered again (indented as its markers, in a list)."""
+
+    def rendered(match: re.Match) -> str:
+        indent, spec = match[1], match[2]
+        table = "\n".join(indent + line for line in render(spec).splitlines())
+        return f"{indent}<!-- table: {spec} -->\n{table}\n{indent}<!-- end table -->"
+
+    return BLOCK.sub(rendered, text)
 
 
 def pages() -> list[Path]:

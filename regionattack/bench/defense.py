@@ -80,6 +80,34 @@ class DefenseReport:
     models: dict[str, dict[str, Any]]
     seconds: dict[str, float]
 
+    @classmethod
+    def from_results(cls, record: dict[str, Any]) -> DefenseReport:
+        """The report of a finished run's ``results.json``, read from its units alone.
+
+        Raises:
+            KeyError: If a unit of a model is missing (the run did not finish).
+        """
+        settings = dict(record["meta"]["settings"])
+        if any(radius > 1 for radius in settings["eps"]):  # runs before 2026-11-30: in 1/255
+            settings["eps"] = [radius / 255 for radius in settings["eps"]]
+        units = record["units"]
+        models = {}
+        for name in dict.fromkeys(key.split("/")[0] for key in units):
+            attacks = f"{name}/attack/"
+            models[name] = {
+                "clean": _clean_result(units[f"{name}/clean"]),
+                "probe": _probe_result(units[f"{name}/probe"]),
+                "probe_permuted": _probe_result(units[f"{name}/probe_permuted"]),
+                "shift": units[f"{name}/shift"],
+                "ablation": units[f"{name}/ablation"],
+                "attacks": {
+                    key[len(attacks) :]: value
+                    for key, value in units.items()
+                    if key.startswith(attacks)
+                },
+            }
+        return cls(settings, models, dict(record["meta"].get("seconds", {})))
+
     def to_dict(self) -> dict[str, Any]:
         """Settings, per-model results and seconds per unit as plain Python values."""
         return {"settings": self.settings, "models": self.models, "seconds": self.seconds}
@@ -444,12 +472,9 @@ def _evaluate_model(name, setting: Setting, measure, settings: dict, mask) -> di
     from regionattack.probe import position_readout
 
     result: dict[str, Any] = {}
-    clean = measure(f"{name}/clean", lambda: evaluate_clean(setting).mious())
-    result["clean"] = {
-        "miou": clean["all"],
-        "miou_inside": clean["region"],
-        "miou_outside": clean["not-region"],
-    }
+    result["clean"] = _clean_result(
+        measure(f"{name}/clean", lambda: evaluate_clean(setting).mious())
+    )
     probe_batch = torch.cat([images for images, _ in setting.batches(settings["probe_images"])])
     for key, permute in (("probe", False), ("probe_permuted", True)):
         probe = measure(
@@ -463,7 +488,7 @@ def _evaluate_model(name, setting: Setting, measure, settings: dict, mask) -> di
                 epochs=settings["probe_epochs"],
             ).to_dict(),
         )
-        result[key] = {k: probe[k] for k in ("accuracy", "chance", "per_cell_accuracy")}
+        result[key] = _probe_result(probe)
     result["shift"] = measure(
         f"{name}/shift", lambda: _shift_sensitivity(setting, probe_batch, settings)
     )
@@ -488,6 +513,16 @@ def _evaluate_model(name, setting: Setting, measure, settings: dict, mask) -> di
                 ),
             )
     return result
+
+
+def _clean_result(unit: dict) -> dict[str, float]:
+    """The clean mIoUs of a ``<model>/clean`` unit as the report names them."""
+    return {"miou": unit["all"], "miou_inside": unit["region"], "miou_outside": unit["not-region"]}
+
+
+def _probe_result(unit: dict) -> dict[str, Any]:
+    """What the report keeps of a probe unit."""
+    return {key: unit[key] for key in ("accuracy", "chance", "per_cell_accuracy")}
 
 
 def _shift_sensitivity(setting: Setting, images: torch.Tensor, settings: dict) -> dict[str, float]:

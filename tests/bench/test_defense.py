@@ -11,7 +11,7 @@ import torch
 
 from regionattack.ablation import ablated_predictions
 from regionattack.bench import defense
-from regionattack.bench.defense import evaluate_defense
+from regionattack.bench.defense import DefenseReport, evaluate_defense
 from regionattack.defenses import set_padding
 from regionattack.metrics import ConfusionMatrix
 from regionattack.models import TinySegmenter, save_checkpoint
@@ -102,6 +102,7 @@ def test_results_are_written_and_a_rerun_resumes_without_recomputing(
     report = (out / "report.md").read_text()
     assert report.count("\n| trained |") == 1 and report.count("\n| untrained |") == 1
     assert (out / "defenses.png").stat().st_size > 10_000
+    assert DefenseReport.from_results(results).to_dict() == first.to_dict()
 
     def fail(*args, **kwargs):
         raise AssertionError("recomputed a finished unit")
