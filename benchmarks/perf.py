@@ -849,16 +849,20 @@ def markdown(results: dict) -> str:
         f"{env['threads']} threads, commit {env['commit']}",
     ]
     for name, section in results["sections"].items():
-        lines += ["", f"## {name}", ""]
-        if name == "scaling":
-            lines += scaling_table(section)
-            continue
-        lines += contenders_table(section) + [""] + comparisons_table(section)
-        if name == "ranking":
-            lines += ["", f"flip scores match the official loop: {section['flip_scores_match']}"]
-        if name == "sweep":
-            lines += ["", f"predictions equal: {section['predictions_equal']}"]
+        lines += ["", f"## {name}", "", *section_markdown(name, section)]
     return "\n".join(lines) + "\n"
+
+
+def section_markdown(name: str, section: dict) -> list[str]:
+    """One section's tables (and its equality check) as Markdown lines."""
+    if name == "scaling":
+        return scaling_table(section)
+    lines = contenders_table(section) + [""] + comparisons_table(section)
+    if name == "ranking":
+        lines += ["", f"flip scores match the official loop: {section['flip_scores_match']}"]
+    if name == "sweep":
+        lines += ["", f"predictions equal: {section['predictions_equal']}"]
+    return lines
 
 
 def run_sections(bench: Bench) -> int:

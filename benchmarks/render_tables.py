@@ -28,6 +28,7 @@ from benchmarks import (
     claims_spread,
     map_summary,
     peer_minimal_eps,
+    perf,
     pooling_path,
     region_attack_weights,
     region_strength,
@@ -146,6 +147,11 @@ def region_attack_weights_table(path: str) -> str:
     return region_attack_weights.table(_json(path))
 
 
+def perf_table(path: str, section: str) -> str:
+    """One section of a ``benchmarks/perf.py`` JSON, as perf.py writes it in its ``.md``."""
+    return "\n".join(perf.section_markdown(section, _json(path)["sections"][section]))
+
+
 def peer_minimal_eps_table(path: str) -> str:
     """:func:`benchmarks.peer_minimal_eps.table` of its JSON."""
     return peer_minimal_eps.table(_json(path))
@@ -159,6 +165,7 @@ RENDERERS: dict[str, Callable[..., str]] = {
     "claims": claims_table,
     "peer-minimal-eps": peer_minimal_eps_table,
     "defenses": defenses_table,
+    "perf": perf_table,
     "trade-off": trade_off_table,
     "pooling-path": pooling_path_table,
     "region-attack-weights": region_attack_weights_table,
