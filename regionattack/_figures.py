@@ -81,9 +81,8 @@ def plot_ablation(summary: list[dict], path: str | Path) -> None:
 
 
 def _colorize(labels: torch.Tensor, num_classes: int) -> np.ndarray:
-    palette = import_optional("matplotlib", "figures").colormaps["tab20"](np.linspace(0, 1, 20))[
-        :, :3
-    ]
+    colormaps = import_optional("matplotlib", "figures").colormaps
+    palette = colormaps["tab20"](np.linspace(0, 1, 20))[:, :3]
     array = labels.cpu().numpy()
     colors = palette[np.clip(array, 0, 19) % 20]
     colors[array == 255] = 0.0

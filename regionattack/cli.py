@@ -231,7 +231,7 @@ def _run_bench(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     try:
         run_benchmark(config)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, ImportError) as error:
         print(f"regionattack bench: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -375,7 +375,7 @@ def _run_map(args: argparse.Namespace) -> int:
             )  # fmt: skip
             store.put(key, cell_map.rows()[0])
             logging.info("cell %d of %d done", index + 1, len(cells))
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, ImportError) as error:
         print(f"regionattack map: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -426,7 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         start = time.perf_counter()
         try:
             results = run_demo(config, args.out, retrain=args.retrain)
-        except (ValueError, FileNotFoundError) as error:
+        except (ValueError, FileNotFoundError, ImportError) as error:
             print(f"regionattack demo: error: {error}", file=sys.stderr)
             return 2
         print(report(results))

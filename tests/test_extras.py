@@ -76,3 +76,17 @@ def test_a_missing_extra_is_named(code, extra):
     assert result.returncode != 0
     assert "ImportError" in result.stderr
     assert f"regionattack[{extra}]" in result.stderr, result.stderr
+
+
+def test_the_command_line_names_the_missing_extra(tmp_path):
+    result = run_without_extras(
+        f"""
+        import os
+        os.environ["REGIONATTACK_CACHE_DIR"] = {str(tmp_path / "cache")!r}
+        from regionattack.cli import main
+        sys.exit(main(["demo", "--out", {str(tmp_path / "demo")!r}, "--quiet"]))
+        """
+    )
+    assert result.returncode == 2, result.stderr
+    assert "regionattack demo: error:" in result.stderr
+    assert "regionattack[models]" in result.stderr
