@@ -50,6 +50,11 @@ def _list(text: str) -> list[str]:
     return [item for item in text.split(",") if item]
 
 
+def _from_json(table: Callable[[dict], str]) -> Callable[[str], str]:
+    """A renderer of one JSON file by a benchmark script's own ``table(record)``."""
+    return lambda path: table(_json(path))
+
+
 def bench_table(path: str, section: str) -> str:
     """A table of a ``results.json`` of ``regionattack bench`` or ``demo`` (the report's tables)."""
     results = _json(path)
@@ -137,24 +142,9 @@ def defenses_table(path: str) -> str:
     return DefenseReport.from_results(_json(path)).table()
 
 
-def pooling_path_table(path: str) -> str:
-    """:func:`benchmarks.pooling_path.table` of its JSON."""
-    return pooling_path.table(_json(path))
-
-
-def region_attack_weights_table(path: str) -> str:
-    """:func:`benchmarks.region_attack_weights.table` of its JSON."""
-    return region_attack_weights.table(_json(path))
-
-
 def perf_table(path: str, section: str) -> str:
     """One section of a ``benchmarks/perf.py`` JSON, as perf.py writes it in its ``.md``."""
     return "\n".join(perf.section_markdown(section, _json(path)["sections"][section]))
-
-
-def peer_minimal_eps_table(path: str) -> str:
-    """:func:`benchmarks.peer_minimal_eps.table` of its JSON."""
-    return peer_minimal_eps.table(_json(path))
 
 
 RENDERERS: dict[str, Callable[..., str]] = {
@@ -163,12 +153,12 @@ RENDERERS: dict[str, Callable[..., str]] = {
     "maps": maps_table,
     "demo-map": demo_map_table,
     "claims": claims_table,
-    "peer-minimal-eps": peer_minimal_eps_table,
+    "peer-minimal-eps": _from_json(peer_minimal_eps.table),
     "defenses": defenses_table,
     "perf": perf_table,
     "trade-off": trade_off_table,
-    "pooling-path": pooling_path_table,
-    "region-attack-weights": region_attack_weights_table,
+    "pooling-path": _from_json(pooling_path.table),
+    "region-attack-weights": _from_json(region_attack_weights.table),
 }
 
 

@@ -19,10 +19,6 @@ from tests.helpers import CAMVID_ROOT
 SKY, BUILDING, ROAD, SIDEWALK, VEGETATION, POLE, CAR, PERSON = range(8)
 
 
-# --------------------------------------------------------------------------------------------
-# CamVid
-
-
 def _save_image(path: Path, array: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     image = Image.fromarray(array.astype(np.uint8), mode="RGB")

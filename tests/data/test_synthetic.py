@@ -15,10 +15,6 @@ from regionattack.data import (
 SKY, BUILDING, ROAD, SIDEWALK, VEGETATION, POLE, CAR, PERSON = range(8)
 
 
-# --------------------------------------------------------------------------------------------
-# Synthetic streets
-
-
 @pytest.fixture(scope="module")
 def batch():
     """64 synthetic scenes of the demo size (one batch for the statistical tests)."""
