@@ -24,8 +24,9 @@ from pathlib import Path
 
 import torch
 
+from regionattack.attacks import ATTACKS, parse_attack_name
 from regionattack.bench.defense import DEFENSE_ATTACKS, evaluate_defense
-from regionattack.bench.experiments import ATTACKS, REGION_NAMES, attack_name_parts
+from regionattack.bench.experiments import REGION_NAMES
 from regionattack.cli import parse_radius, parse_size
 from regionattack.data import DATASETS, check_size_divisible, load_dataset
 from regionattack.models import build_from_checkpoint
@@ -42,7 +43,7 @@ def parse_named_path(text: str) -> tuple[str, str]:
 def parse_attack(text: str) -> str:
     """An attack name of the suite, options in brackets allowed (``CosPGD[apgd]``, ``SEA``)."""
     try:
-        attack_name_parts(text)
+        parse_attack_name(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
     return text

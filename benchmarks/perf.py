@@ -18,7 +18,9 @@ Every section times its contenders on the same model and the same seeded batch o
   predictions must be equal (goal: >= 3x faster).
 * ``map``: ``vulnerability_map`` with a 3 x 3 grid on the batch (with the channel drop, and
   without) against one ``RegionAttack`` on the same batch with the same eps and steps (goal: the
-  map with channels <= 9.5x: nine cells' attacks plus the evaluation and the channel view).
+  map with channels <= 9.5x: nine cells' attacks plus the evaluation and the channel view); and
+  the map as ``regionattack map`` makes it (a resumable unit per cell in a fresh run folder,
+  :meth:`~regionattack.maps.Mapper.by_units`) against ``vulnerability_map`` (goal: <= 1.1x).
 * ``scaling``: one attack step (forward + cross-entropy + backward to the input) and the forward
   alone against image size (batch 1) and batch size (at ``--size``): seconds, seconds per
   megapixel, peak memory. Configurations that run out of memory are reported as skipped.
@@ -56,6 +58,7 @@ import shlex
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -74,9 +77,10 @@ from regionattack.ablation import ablate_channels, ablated_predictions
 from regionattack.attacks import RegionAttack
 from regionattack.bench.environment import environment
 from regionattack.bench.experiments import ablation_ks, channel_selections
+from regionattack.bench.run import Run
 from regionattack.cli import add_option_argument, parse_size
-from regionattack.latent import find_layer, latent_of, model_logits, predicted_classes
-from regionattack.maps import vulnerability_map
+from regionattack.latent import find_layer, latent_of, model_logits, predict, predicted_classes
+from regionattack.maps import Mapper, vulnerability_map
 from regionattack.models import build_model
 from regionattack.normalization import IMAGENET_MEAN, IMAGENET_STD, unwrap, with_normalization
 from regionattack.ranking import rank_channels
@@ -206,7 +210,7 @@ class Bench:
         generator = torch.Generator().manual_seed(self.args.seed)
         images = torch.rand(batch, 3, *size, generator=generator).to(self.device)
         with torch.no_grad(), self.context():
-            labels = predicted_classes(model_logits(self.model(images)))
+            labels = predict(self.model, images)
         return images, labels
 
 
@@ -529,7 +533,15 @@ def map_calls(bench: Bench, images: torch.Tensor, labels: torch.Tensor) -> Calls
         "region": lambda: region(images, labels),
         "map": lambda: vulnerability_map(model, images, **options),
         "map_no_channels": lambda: vulnerability_map(model, images, channels=False, **options),
+        "map_command": lambda: map_command(model, images, options),
     }
+
+
+def map_command(model: nn.Module, images: torch.Tensor, options: dict):
+    """The map as ``regionattack map`` makes it: a unit per cell in a fresh run folder."""
+    with tempfile.TemporaryDirectory() as folder, Run(folder) as run:
+        mapper = Mapper(model, images, **options)
+        return mapper.by_units(run.results({}, name="map.json").unit)
 
 
 def official_flip_loop(model: nn.Module, host_images: list[np.ndarray], device) -> torch.Tensor:
@@ -599,7 +611,7 @@ def naive_sweep(model: nn.Module, images: torch.Tensor, selections: list) -> lis
     with torch.no_grad():
         for channels in selections:
             with ablate_channels(model, channels):
-                predictions.append(predicted_classes(model_logits(model(images))))
+                predictions.append(predict(model, images))
     return predictions
 
 
@@ -655,6 +667,7 @@ def run_map(bench: Bench) -> dict:
             compare(results, "map", "region", [("time_ratio", "<=", 9.5)]),
             compare(results, "map_no_channels", "region"),
             compare(results, "map", "map_no_channels"),
+            compare(results, "map_command", "map", [("time_ratio", "<=", 1.1)]),
         ],
     }
 

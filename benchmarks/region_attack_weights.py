@@ -16,9 +16,9 @@ from pathlib import Path
 
 from benchmarks import camvid_checkpoint
 from regionattack._files import write_json
+from regionattack.attacks import build_attack
 from regionattack.bench.experiments import (
     Setting,
-    build_attack,
     region_mask,
     run_attack,
     summarize_attack,
@@ -65,7 +65,7 @@ def main() -> None:
     variants["CosPGD (region-masked)"] = ("CosPGD", {})
     rows = []
     for name, (attack, options) in variants.items():
-        built = build_attack(attack, model, args.eps, left, steps=10, seed=0, options=options)
+        built = build_attack(attack, model, eps=args.eps, steps=10, region=left, seed=0, **options)
         row = {
             "attack": name,
             **summarize_attack(run_attack(setting, built, left, description=name)),

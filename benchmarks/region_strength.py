@@ -27,10 +27,10 @@ from pathlib import Path
 from benchmarks import camvid_checkpoint
 from regionattack._checks import state_digest
 from regionattack._files import write_json
+from regionattack.attacks import build_attack
 from regionattack.bench.environment import environment
 from regionattack.bench.experiments import (
     Setting,
-    build_attack,
     radius_label,
     region_mask,
     run_attack,
@@ -246,7 +246,7 @@ def main() -> None:
                         continue
                     name, options = VARIANTS[variant]
                     attack = build_attack(
-                        name, model, eps, left, steps=steps, seed=seed, options=options
+                        name, model, eps=eps, steps=steps, region=left, seed=seed, **options
                     )
                     outcome = run_attack(setting, attack, left, description=key, seed=seed)
                     summary = summarize_attack(outcome)

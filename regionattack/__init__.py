@@ -8,6 +8,8 @@ attack chosen image regions with torchattacks-compatible attacks.
 from regionattack import metrics, regions
 from regionattack.ablation import ChannelAblation, ablate_channels
 from regionattack.attacks import (
+    ATTACKS,
+    PGD,
     SEA,
     CosPGD,
     PositionChannelAttack,
@@ -16,6 +18,8 @@ from regionattack.attacks import (
     SegmentationAttack,
     SegPGD,
     UniformNoise,
+    build_attack,
+    register,
 )
 from regionattack.latent import find_layer, latent_of
 from regionattack.maps import VulnerabilityMap, vulnerability_map
@@ -26,6 +30,8 @@ from regionattack.ranking import ChannelRanking, rank_channels
 __version__ = "0.1.0"
 
 __all__ = [
+    "ATTACKS",
+    "PGD",
     "ChannelAblation",
     "ChannelRanking",
     "ConfusionMatrix",
@@ -40,11 +46,13 @@ __all__ = [
     "UniformNoise",
     "VulnerabilityMap",
     "ablate_channels",
+    "build_attack",
     "find_layer",
     "latent_of",
     "metrics",
     "rank_channels",
     "region_miou",
+    "register",
     "regions",
     "vulnerability_map",
     "with_normalization",

@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_bench(commands) -> None:
-    from regionattack.bench.runner import ATTACKS, BenchConfig
+    from regionattack.bench.runner import DEFAULT_ATTACKS, BenchConfig
 
     bench = commands.add_parser(
         "bench",
@@ -168,10 +168,11 @@ def _add_bench(commands) -> None:
     bench.add_argument(
         "--attacks",
         type=lambda text: tuple(text.split(",")),
-        default=ATTACKS,
-        help=f"comma-separated subset of {','.join(ATTACKS)}; options in brackets joined by '+': "
-        "an optimizer (CosPGD[apgd]), RegionAttack's objective (RegionAttack[channels+apgd]), "
-        "SEA's losses (SEA[mce])",
+        default=DEFAULT_ATTACKS,
+        help=f"comma-separated registered attacks (default: {','.join(DEFAULT_ATTACKS)}; "
+        "plug-ins installed in the entry-point group regionattack.attacks too); options in "
+        "brackets joined by '+': an optimizer (CosPGD[apgd]), RegionAttack's objective "
+        "(RegionAttack[channels+apgd]), SEA's losses (SEA[mce])",
     )
     bench.add_argument(
         "--attack-region", default="left", help="left, right, top, bottom, center, cell"
@@ -229,21 +230,36 @@ def _run_bench(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     start = time.perf_counter()
+    code = _guarded("bench", f"{args.out}/results.json", lambda: run_benchmark(config))
+    if code == 0:
+        print(
+            f"wall time {time.perf_counter() - start:.1f} s; report.md and results.json in "
+            f"{args.out}/"
+        )
+    return code
+
+
+def _guarded(command: str, results: str, work) -> int:
+    """Run ``work()``; turn the errors a user can fix into one line and an exit code.
+
+    0 when it finished; 2 for a bad argument, a missing file or extra, or an output folder in use
+    by another process; 130 when interrupted (finished units stay in ``results``, and the same
+    command resumes).
+    """
+    from regionattack.bench.lock import FolderInUse
+
     try:
-        run_benchmark(config)
-    except (ValueError, FileNotFoundError, ImportError) as error:
-        print(f"regionattack bench: error: {error}", file=sys.stderr)
+        work()
+    except (ValueError, FileNotFoundError, ImportError, FolderInUse) as error:
+        print(f"regionattack {command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(
-            f"regionattack bench: interrupted; finished units are in {args.out}/results.json; "
-            "run the same command again to resume",
+            f"regionattack {command}: interrupted; finished units are in {results}; run the "
+            "same command again to resume",
             file=sys.stderr,
         )
         return 130
-    print(
-        f"wall time {time.perf_counter() - start:.1f} s; report.md and results.json in {args.out}/"
-    )
     return 0
 
 
@@ -286,8 +302,6 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_map(commands) -> None:
-    from regionattack.maps import REGION_ATTACKS
-
     parser = commands.add_parser(
         "map",
         help="vulnerability map: break each cell of a grid in turn, keep the rest",
@@ -297,7 +311,12 @@ def _add_map(commands) -> None:
     _add_model_arguments(parser)
     parser.add_argument("--images", type=int, default=32, help="map the first N images")
     parser.add_argument("--grid", type=parse_grid, default=3, help="N or ROWSxCOLS (default: 3)")
-    parser.add_argument("--attack", choices=tuple(REGION_ATTACKS), default="RegionAttack")
+    parser.add_argument(
+        "--attack",
+        default="RegionAttack",
+        help="a registered attack that breaks a region given per call, options in brackets "
+        "(default: RegionAttack; e.g. CosPGD[apgd], SEA, or a plug-in)",
+    )
     parser.add_argument("--eps", type=parse_radius, default=8 / 255, help="default: 8/255")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--k", type=int, help="channels zeroed per cell (default: 5%%)")
@@ -322,19 +341,37 @@ def _add_map(commands) -> None:
 
 
 def _run_map(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    made: dict = {}
+    code = _guarded("map", f"{args.out}/map.json", lambda: made.update(_map(args)))
+    if code:
+        return code
+    vmap = made["map"]
+    print(vmap.table())
+    weakest = vmap.weakest("miou_drop")[:3]
+    print(f"weakest cells by mIoU drop: {weakest}; measures: {', '.join(vmap.measures())}")
+    print(
+        f"wall time {time.perf_counter() - start:.1f} s; map.json, map.md and map.png in {args.out}/"
+    )
+    return 0
+
+
+def _map(args: argparse.Namespace) -> dict:
+    """The vulnerability map of ``regionattack map``: one unit per cell, in the locked ``--out``."""
     import torch
 
     from regionattack._checks import state_digest
+    from regionattack.attacks.registry import parse_attack_name
     from regionattack.bench.identity import data_identity
+    from regionattack.bench.run import Run
     from regionattack.bench.runner import load_model
-    from regionattack.bench.store import ResultStore
     from regionattack.data import check_size_divisible, load_dataset
-    from regionattack.maps import VulnerabilityMap, map_cells, vulnerability_map
+    from regionattack.maps import Mapper, map_cells
 
+    parse_attack_name(args.attack)
     config = _model_config(args)
-    start = time.perf_counter()
-    try:
-        config.validate_sources()
+    config.validate_sources()
+    with Run(args.out) as run:
         model, meta = load_model(config)
         size = args.size or meta.get("size")
         if size is None:
@@ -361,40 +398,17 @@ def _run_map(args: argparse.Namespace) -> int:
             "data": data_identity(dataset, count),
             "model_state": state_digest(model),
         }
-        store = ResultStore(f"{args.out}/map.json", fingerprint)
-        for index, cell in enumerate(cells):
-            key = f"cell/{index}"
-            if key in store:
-                continue
-            cell_map = vulnerability_map(
-                model, images, grid=cell[None], labels=labels, attack=args.attack,
-                eps=args.eps, steps=args.steps, channels=not args.no_channels, k=args.k,
-                seed=args.seed, batch_size=args.batch_size, progress=not args.quiet,
-                minimal_eps=args.minimal_eps, eps_max=args.eps_max,
-                break_fraction=args.break_fraction, max_outside=args.max_outside,
-            )  # fmt: skip
-            store.put(key, cell_map.rows()[0])
-            logging.info("cell %d of %d done", index + 1, len(cells))
-    except (ValueError, FileNotFoundError, ImportError) as error:
-        print(f"regionattack map: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(
-            f"regionattack map: interrupted; finished cells are in {args.out}/map.json; "
-            "run the same command again to resume",
-            file=sys.stderr,
-        )
-        return 130
-    rows = [store.get(f"cell/{index}") for index in range(len(cells))]
-    vmap = VulnerabilityMap.from_rows(cells, shape, rows, settings)
-    vmap.save(args.out, images[0])
-    print(vmap.table())
-    weakest = vmap.weakest("miou_drop")[:3]
-    print(f"weakest cells by mIoU drop: {weakest}; measures: {', '.join(vmap.measures())}")
-    print(
-        f"wall time {time.perf_counter() - start:.1f} s; map.json, map.md and map.png in {args.out}/"
-    )
-    return 0
+        store = run.results(fingerprint, name="map.json")
+        mapper = Mapper(
+            model, images, grid=args.grid, labels=labels, attack=args.attack, eps=args.eps,
+            steps=args.steps, channels=not args.no_channels, k=args.k, seed=args.seed,
+            batch_size=args.batch_size, progress=not args.quiet, minimal_eps=args.minimal_eps,
+            eps_max=args.eps_max, break_fraction=args.break_fraction,
+            max_outside=args.max_outside,
+        )  # fmt: skip
+        vmap = mapper.by_units(store.unit, settings)
+        vmap.save(args.out, images[0])
+    return {"map": vmap}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -424,12 +438,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress=not args.quiet,
         )
         start = time.perf_counter()
-        try:
-            results = run_demo(config, args.out, retrain=args.retrain)
-        except (ValueError, FileNotFoundError, ImportError) as error:
-            print(f"regionattack demo: error: {error}", file=sys.stderr)
-            return 2
-        print(report(results))
+        made: dict = {}
+        code = _guarded(
+            "demo",
+            f"{args.out}/results.json",
+            lambda: made.update(results=run_demo(config, args.out, retrain=args.retrain)),
+        )
+        if code:
+            return code
+        print(report(made["results"]))
         print(
             f"\nwall time {time.perf_counter() - start:.1f} s; figures and results.json in {args.out}/"
         )

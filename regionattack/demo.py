@@ -25,8 +25,8 @@ from regionattack._files import torch_save_atomic
 from regionattack._state import forked_rng
 from regionattack.bench.identity import data_identity
 from regionattack.bench.report import attack_table, format_table, summarize_ablation
+from regionattack.bench.run import Run
 from regionattack.bench.runner import BenchConfig, run_experiments
-from regionattack.bench.store import ResultStore
 from regionattack.maps import VulnerabilityMap, map_cells, vulnerability_map
 from regionattack.models import build_model, train_segmenter
 from regionattack.normalization import IMAGENET_MEAN, IMAGENET_STD, with_normalization
@@ -196,13 +196,23 @@ def trained_model(
 def run_demo(config: DemoConfig, out_dir: str | os.PathLike, *, retrain: bool = False) -> dict:
     """Run the demo; write ``results.json``, ``report.md`` and figures to ``out_dir``.
 
+    ``out_dir`` is locked for the whole demo: a second process on it is refused at once.
+
     Returns:
         The benchmark's results (``clean``, ``ablation``, ``attacks``, ``meta``), with
         ``meta["model"]`` describing the trained model (``cached``, ``checkpoint``, seconds).
+
+    Raises:
+        FolderInUse: While another process runs in ``out_dir``.
     """
-    start = time.perf_counter()
     bench = config.bench_config(out_dir)
     bench.validate()  # before the data is made and the model trained
+    with Run(out_dir) as run:
+        return _demo(config, bench, run, retrain)
+
+
+def _demo(config: DemoConfig, bench: BenchConfig, run: Run, retrain: bool) -> dict:
+    start = time.perf_counter()
     data = load_data(config)
     data_seconds = time.perf_counter() - start
     model, train_info = trained_model(config, data, retrain=retrain)
@@ -210,19 +220,19 @@ def run_demo(config: DemoConfig, out_dir: str | os.PathLike, *, retrain: bool = 
     train_info["load_or_train_seconds"] = time.perf_counter() - start - data_seconds
     evaluation = TensorDataset(data["eval_images"], data["eval_labels"])
     evaluation.classes = data["classes"]  # type: ignore[attr-defined]
-    results = run_experiments(bench, model, evaluation, model_meta=train_info)
+    results = run_experiments(bench, model, evaluation, model_meta=train_info, run=run)
     map_start = time.perf_counter()
-    results["map"], results["map_seconds"], computed = demo_map(config, model, evaluation, out_dir)
+    results["map"], results["map_seconds"], computed = demo_map(config, model, evaluation, run)
     results["map_seconds_this_run"] = time.perf_counter() - map_start if computed else 0.0
     return results
 
 
 def demo_map(
-    config: DemoConfig, model: nn.Module, evaluation: TensorDataset, out_dir: str | os.PathLike
+    config: DemoConfig, model: nn.Module, evaluation: TensorDataset, run: Run
 ) -> tuple[VulnerabilityMap | None, float, bool]:
     """RegionAttack on each cell of a ``map_grid`` grid over the attacked images (None when 0).
 
-    The map is kept in ``out_dir/map.json`` (a rerun with the same model, images and settings
+    The map is kept in ``map.json`` of the run's folder (a rerun with the same model, images and settings
     reads it back) and written as ``map.md`` and ``map.png``.
 
     Returns:
@@ -243,19 +253,21 @@ def demo_map(
         "data": data_identity(evaluation, count),
         "model_state": state_digest(model),
     }
-    store = ResultStore(Path(out_dir) / "map.json", fingerprint)
+    store = run.results(fingerprint, name="map.json")
     computed = "map" not in store
-    if computed:
+
+    def compute() -> dict:
         start = time.perf_counter()
         vmap = vulnerability_map(
             model, images, grid=config.map_grid, labels=labels, eps=config.eps,
             steps=config.attack_steps, seed=config.seed, batch_size=config.batch_size,
             progress=config.progress,
         )  # fmt: skip
-        store.put("map", {"rows": vmap.rows(), "seconds": time.perf_counter() - start})
-    stored = store.get("map")
+        return {"rows": vmap.rows(), "seconds": time.perf_counter() - start}
+
+    stored = store.unit("map", compute)
     vmap = VulnerabilityMap.from_rows(cells, shape, stored["rows"], settings)
-    vmap.save(out_dir, images[0])
+    vmap.save(run.folder, images[0])
     return vmap, stored["seconds"], computed
 
 
@@ -300,11 +312,12 @@ def report(results: dict) -> str:
             + ", ".join(str(divmod(j, cols)) for j in vmap.weakest()[:3]),
         ]
     recorded = results["meta"]["timings"]
+    units = results["meta"].get("seconds", {})
     timings = {
         "data": model["data_seconds"],
         "model": model["load_or_train_seconds"],
-        "clean": recorded.get("clean_seconds", 0.0),
-        "rank": sum(v for k, v in recorded.items() if k.startswith("rank_")),
+        "clean": units.get("clean", 0.0),
+        "rank": sum(v for k, v in units.items() if k.startswith("ranking/")),
         "ablation": results.get("ablation_timings", {}).get("seconds", 0.0),
         "attacks": sum(r["seconds_per_image"] * r["images"] for r in results["attacks"]),
         "map": results.get("map_seconds", 0.0),

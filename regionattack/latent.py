@@ -40,7 +40,9 @@ __all__ = [
     "latent_of",
     "layer_output",
     "model_logits",
+    "predict",
     "predicted_classes",
+    "resize_logits",
     "select_latent",
 ]
 
@@ -243,7 +245,19 @@ def model_logits(output: object, size: tuple[int, int] | None = None) -> torch.T
             f"the model's logits ({tuple(output.shape[-2:])}) are larger than its input "
             f"({tuple(size)}); expected logits at the input size or smaller"
         )
-    return F.interpolate(output, size=tuple(size), mode="bilinear", align_corners=False)
+    return resize_logits(output, size)
+
+
+def resize_logits(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``logits`` (N, K, h, w) at ``size``, resized bilinearly (as ``transformers``' post-processing).
+
+    Example:
+        >>> resize_logits(torch.zeros(1, 2, 4, 4), (8, 8)).shape
+        torch.Size([1, 2, 8, 8])
+    """
+    if tuple(logits.shape[-2:]) == tuple(size):
+        return logits
+    return F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
 
 
 def predicted_classes(logits: torch.Tensor) -> torch.Tensor:
@@ -259,6 +273,18 @@ def predicted_classes(logits: torch.Tensor) -> torch.Tensor:
         [[[1, 0]]]
     """
     return logits.max(dim=1).indices
+
+
+def predict(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """The model's per-pixel classes (N, H, W) on ``images``: logits at the input's size, no grad.
+
+    Example:
+        >>> net = nn.Conv2d(3, 2, 1)
+        >>> predict(net, torch.zeros(1, 3, 2, 2)).shape
+        torch.Size([1, 2, 2])
+    """
+    with torch.no_grad():
+        return predicted_classes(model_logits(model(images), images.shape[-2:]))
 
 
 @contextlib.contextmanager

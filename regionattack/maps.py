@@ -11,7 +11,7 @@ import dataclasses
 import inspect
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -29,7 +29,8 @@ from regionattack._checks import (
 )
 from regionattack._state import frozen
 from regionattack.ablation import ablated_predictions
-from regionattack.attacks import SEA, CosPGD, RegionAttack, RegionPGD, SegPGD
+from regionattack.attacks.base import attack_with_clean
+from regionattack.attacks.registry import build_attack, parse_attack_name
 from regionattack.latent import find_layer, model_logits, predicted_classes
 from regionattack.metrics import ConfusionMatrix
 from regionattack.ranking import (
@@ -39,20 +40,12 @@ from regionattack.ranking import (
 )
 
 __all__ = [
-    "REGION_ATTACKS",
+    "Mapper",
     "VulnerabilityMap",
     "map_cells",
     "vulnerability_map",
 ]
 
-#: The attacks a map can use: each breaks a region given per sample and takes ``eps``/``steps``.
-REGION_ATTACKS = {
-    "RegionAttack": RegionAttack,
-    "RegionPGD": RegionPGD,
-    "CosPGD": CosPGD,
-    "SegPGD": SegPGD,
-    "SEA": SEA,
-}
 MEASURES = ("changed_inside", "changed_outside", "miou_drop", "channel_drop", "minimal_eps")
 GridLike = int | tuple[int, int] | torch.Tensor
 
@@ -287,7 +280,9 @@ def vulnerability_map(
         images: (N, 3, H, W) images in [0, 1].
         grid: Cells per side, ``(rows, cols)``, or (M, H, W) masks of any shape.
         labels: (N, H, W) labels (255 = ignore); default: the clean predictions.
-        attack: One of :data:`REGION_ATTACKS`.
+        attack: A registered attack (:data:`regionattack.attacks.ATTACKS`, options in brackets
+            such as ``"CosPGD[apgd]"``) whose ``forward`` takes the region per call
+            (``region=``), as every :class:`~regionattack.SegmentationAttack` does.
         eps: L-inf radius in image units [0, 1].
         steps: Attack steps.
         channels: Also measure ``channel_drop`` (needs a detectable latent layer).
@@ -324,104 +319,216 @@ def vulnerability_map(
         >>> vmap.shape, vmap.miou_drop.shape, len(vmap.weakest())
         ((2, 2), torch.Size([2, 2]), 4)
     """
-    images = check_images(images)
-    if labels is not None:
-        labels = check_labels(labels, images)
-    check_choice(attack, "attack", list(REGION_ATTACKS))
-    eps = check_radius(eps, "eps")
-    steps = check_positive_int(steps, "steps")
-    batch_size = check_positive_int(batch_size, "batch_size")
-    seed = check_seed(seed)
-    eps_max = check_radius(eps_max, "eps_max")
-    if isinstance(break_fraction, bool) or not isinstance(break_fraction, (int, float)):
-        raise TypeError(f"break_fraction must be a number; got {type(break_fraction).__name__}")
-    if not 0 < break_fraction <= 1:
-        raise ValueError(f"break_fraction must be in (0, 1]; got {break_fraction!r}")
-    if isinstance(max_outside, bool) or not isinstance(max_outside, (int, float)):
-        raise TypeError(f"max_outside must be a number; got {type(max_outside).__name__}")
-    if not 0 <= max_outside <= 1:
-        raise ValueError(f"max_outside must be in [0, 1]; got {max_outside!r}")
-    size = (images.shape[-2], images.shape[-1])
-    cells, shape = map_cells(grid, size)
-    cells = cells.to(images.device)
-    if channels:
-        try:
-            layer = find_layer(model, layer)[0]
-        except ValueError as error:
+    mapper = Mapper(
+        model, images, grid=grid, labels=labels, attack=attack, eps=eps, steps=steps,
+        channels=channels, k=k, layer=layer, seed=seed, batch_size=batch_size, progress=progress,
+        minimal_eps=minimal_eps, eps_max=eps_max, break_fraction=break_fraction,
+        max_outside=max_outside,
+    )  # fmt: skip
+    rows = mapper.attack_rows(range(len(mapper.cells)))
+    for row, drop in zip(rows, mapper.channel_drops() or [], strict=False):
+        row["channel_drop"] = drop
+    return mapper.map(rows)
+
+
+class Mapper:
+    """The work of a vulnerability map in pieces, for a run that stores each piece as it ends.
+
+    Built with the arguments of :func:`vulnerability_map` (checked here, before any work), it
+    makes the clean predictions once; :meth:`attack_rows` attacks the cells asked for,
+    :meth:`channel_drops` ranks and zeroes the channels of every cell (one forward pass per batch
+    for all cells), and :meth:`map` assembles the rows; :meth:`by_units` does all three as units
+    of a resumable run, as ``regionattack map`` does, so an interrupted map resumes cell by cell.
+
+    Example:
+        >>> from regionattack.models import TinySegmenter
+        >>> torch.manual_seed(0) and None
+        >>> mapper = Mapper(TinySegmenter(num_classes=3).eval(), torch.rand(2, 3, 32, 32),
+        ...                 grid=2, steps=1)
+        >>> rows = mapper.attack_rows([0, 3])
+        >>> sorted(rows[0]), len(mapper.channel_drops())
+        (['changed_inside', 'changed_outside', 'miou_drop'], 4)
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        images: torch.Tensor,
+        *,
+        grid: GridLike = 3,
+        labels: torch.Tensor | None = None,
+        attack: str = "RegionAttack",
+        eps: float = 8 / 255,
+        steps: int = 10,
+        channels: bool = True,
+        k: int | None = None,
+        layer: str | None = None,
+        seed: int | None = 0,
+        batch_size: int = 16,
+        progress: bool = False,
+        minimal_eps: bool = False,
+        eps_max: float = 32 / 255,
+        break_fraction: float = 0.5,
+        max_outside: float = 0.01,
+    ):
+        images = check_images(images)
+        if labels is not None:
+            labels = check_labels(labels, images)
+        parse_attack_name(attack)
+        eps = check_radius(eps, "eps")
+        self.steps = check_positive_int(steps, "steps")
+        self.batch_size = check_positive_int(batch_size, "batch_size")
+        self.seed = check_seed(seed)
+        eps_max = check_radius(eps_max, "eps_max")
+        for value, name in ((break_fraction, "break_fraction"), (max_outside, "max_outside")):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{name} must be a number; got {type(value).__name__}")
+        if not 0 < break_fraction <= 1:
+            raise ValueError(f"break_fraction must be in (0, 1]; got {break_fraction!r}")
+        if not 0 <= max_outside <= 1:
+            raise ValueError(f"max_outside must be in [0, 1]; got {max_outside!r}")
+        cells, self.shape = map_cells(grid, (images.shape[-2], images.shape[-1]))
+        self.cells = cells.to(images.device)
+        if channels:
+            try:
+                layer = find_layer(model, layer)[0]
+            except ValueError as error:
+                raise ValueError(
+                    f"{error}; pass channels=False to map a model without a detectable latent"
+                ) from error
+        self.model, self.images, self.labels = model, images, labels
+        self.attack, self.eps, self.channels, self.k, self.layer = attack, eps, channels, k, layer
+        self.progress, self.minimal_eps = progress, minimal_eps
+        self.eps_max, self.break_fraction, self.max_outside = eps_max, break_fraction, max_outside
+        self.build(eps)  # refuses an attack that cannot be mapped before any work
+        self.clean, self.num_classes = _clean_predictions(model, images, self.batch_size)
+        self.targets = self.clean if labels is None else labels
+        self.valid = self.targets != IGNORE_INDEX
+        self.clean_counts = _cell_confusions(self.clean, self.targets, self.cells, self.num_classes)
+        self.outcome = _PairOutcome(
+            model, images, labels, self.clean, self.valid, self.cells, self.batch_size
+        )
+
+    @property
+    def settings(self) -> dict:
+        """How the map is made (the :attr:`VulnerabilityMap.settings`)."""
+        return {
+            "attack": self.attack,
+            "eps": self.eps,
+            "steps": self.steps,
+            "seed": self.seed,
+            "images": len(self.images),
+            "labels": self.labels is not None,
+            "k": self.k if self.channels else None,
+            "layer": self.layer if self.channels else None,
+            "eps_max": self.eps_max if self.minimal_eps else None,
+            "break_fraction": self.break_fraction if self.minimal_eps else None,
+            "max_outside": self.max_outside if self.minimal_eps else None,
+        }
+
+    def build(self, radius: float) -> nn.Module:
+        """The map's attack at ``radius``."""
+        built = build_attack(
+            self.attack, self.model, eps=radius, steps=self.steps, seed=self.seed,
+            region=self.cells[0],
+        )  # fmt: skip
+        if "region" not in inspect.signature(built.forward).parameters:
             raise ValueError(
-                f"{error}; pass channels=False to map a model without a detectable latent"
-            ) from error
+                f"attack {self.attack!r} cannot be mapped: its forward takes no per-call region "
+                "(forward(images, labels, region=...)), as a SegmentationAttack's does"
+            )
+        return built
 
-    clean, num_classes = _clean_predictions(model, images, batch_size)
-    targets = clean if labels is None else labels
-    valid = targets != IGNORE_INDEX
-    clean_counts = _cell_confusions(clean, targets, cells, num_classes)
+    def attack_rows(self, cell_ids: Sequence[int]) -> list[dict]:
+        """For each cell of ``cell_ids``: changed inside and outside, mIoU drop (and minimal eps).
 
-    def build(radius: float):
-        cls = REGION_ATTACKS[attack]
-        options = {"eps": radius, "steps": steps, "seed": seed}
-        if "alpha" in inspect.signature(cls).parameters:
-            options["alpha"] = radius / 4
-        return cls(model, region=cells[0], **options)
+        (image, cell) pairs go to the attack cell by cell, ``batch_size`` at a time.
+        """
+        cell_ids = list(cell_ids)
+        count = len(cell_ids)
+        region_attack = self.build(self.eps)
+        adversarial = [ConfusionMatrix(self.num_classes) for _ in range(count)]
+        sums = torch.zeros(2, count, dtype=torch.float64)
+        seen = torch.zeros(2, count)
+        pairs = [(i, slot) for slot in range(count) for i in range(len(self.images))]
+        chunks = [pairs[at : at + self.batch_size] for at in range(0, len(pairs), self.batch_size)]
+        device = self.images.device
+        for chunk in _progress(chunks, self.progress, f"{self.attack} map"):
+            image_ids = torch.tensor([i for i, _ in chunk], device=device)
+            slots = torch.tensor([slot for _, slot in chunk], device=device)
+            cells = torch.tensor(cell_ids, device=device)[slots]
+            predicted, fractions, counted = self.outcome(region_attack, image_ids, cells)
+            for slot in slots.unique().tolist():
+                rows = slots == slot
+                adversarial[slot].update(
+                    predicted[rows], self.targets[image_ids][rows], self.cells[cells][rows]
+                )
+                for side in range(2):
+                    kept = counted[side][rows] > 0
+                    sums[side, slot] += float(fractions[side][rows][kept].double().sum())
+                    seen[side, slot] += int(kept.sum())
+        inside, outside = _nan_mean(sums, seen).tolist()
+        rows = [
+            {
+                "changed_inside": inside[slot],
+                "changed_outside": outside[slot],
+                "miou_drop": self.clean_counts[j].miou() - adversarial[slot].miou(),
+            }
+            for slot, j in enumerate(cell_ids)
+        ]
+        if self.minimal_eps:
+            smallest = _minimal_eps(
+                self.build, self.outcome, len(self.images), cell_ids, self.eps_max,
+                self.break_fraction, self.max_outside,
+            )  # fmt: skip
+            for row, value in zip(rows, smallest.tolist(), strict=True):
+                row["minimal_eps"] = value
+        return [_finite_or_none_row(row) for row in rows]
 
-    outcome = _PairOutcome(model, images, labels, clean, valid, cells, batch_size)
-    region_attack = build(eps)
-    adversarial = [ConfusionMatrix(num_classes) for _ in range(len(cells))]
-    inside_sum = torch.zeros(len(cells), dtype=torch.float64)
-    outside_sum = torch.zeros(len(cells), dtype=torch.float64)
-    inside_seen = torch.zeros(len(cells))
-    outside_seen = torch.zeros(len(cells))
-    pairs = [(i, j) for j in range(len(cells)) for i in range(len(images))]
-    chunks = [pairs[start : start + batch_size] for start in range(0, len(pairs), batch_size)]
-    for chunk in _progress(chunks, progress, f"{attack} map"):
-        image_ids = torch.tensor([i for i, _ in chunk], device=images.device)
-        cell_ids = torch.tensor([j for _, j in chunk], device=images.device)
-        predicted, fractions, counted = outcome(region_attack, image_ids, cell_ids)
-        for j in cell_ids.unique().tolist():
-            rows = cell_ids == j
-            adversarial[j].update(predicted[rows], targets[image_ids][rows], cells[cell_ids][rows])
-            for side, (sums, seen) in enumerate(((inside_sum, inside_seen),
-                                                 (outside_sum, outside_seen))):  # fmt: skip
-                kept = counted[side][rows] > 0
-                sums[j] += float(fractions[side][rows][kept].double().sum())
-                seen[j] += int(kept.sum())
-    smallest = None
-    if minimal_eps:
-        smallest = _minimal_eps(
-            build, outcome, len(images), len(cells), eps_max, break_fraction, max_outside
+    def channel_drops(self) -> list[float | None] | None:
+        """Per cell, the mIoU drop with its top-``k`` position channels zeroed (None: not asked)."""
+        if not self.channels:
+            return None
+        drops = _channel_drops(
+            self.model, self.images, self.labels, self.targets, self.cells, self.num_classes,
+            self.clean_counts, self.k, self.layer, self.batch_size,
+        )  # fmt: skip
+        return _finite_or_none(drops.tolist())
+
+    def by_units(
+        self, unit: Callable[[str, Callable[[], object]], object], settings: dict | None = None
+    ) -> VulnerabilityMap:
+        """The map made of resumable units: ``cell/<j>`` per cell, ``channels`` for all cells.
+
+        ``unit(key, compute)`` returns the stored value of ``key``, computing and storing it when
+        absent (:meth:`ResultStore.unit <regionattack.bench.store.ResultStore.unit>`): how
+        ``regionattack map`` resumes an interrupted map cell by cell. Each cell's pairs are
+        attacked on their own, so a cell's result does not depend on which others were done.
+
+        Example:
+            >>> from regionattack.models import TinySegmenter
+            >>> torch.manual_seed(0) and None
+            >>> mapper = Mapper(TinySegmenter(num_classes=3).eval(), torch.rand(2, 3, 32, 32),
+            ...                 grid=2, steps=1)
+            >>> done = {}
+            >>> vmap = mapper.by_units(lambda key, compute: done.setdefault(key, compute()))
+            >>> vmap.shape, list(done)
+            ((2, 2), ['cell/0', 'cell/1', 'cell/2', 'cell/3', 'channels'])
+        """
+        rows = [
+            dict(unit(f"cell/{j}", lambda j=j: self.attack_rows([j])[0]))  # type: ignore[arg-type]
+            for j in range(len(self.cells))
+        ]
+        drops = unit("channels", self.channel_drops)
+        for row, drop in zip(rows, drops or [], strict=False):  # type: ignore[arg-type]
+            row["channel_drop"] = drop
+        return VulnerabilityMap.from_rows(
+            self.cells.cpu(), self.shape, rows, self.settings if settings is None else settings
         )
 
-    channel_drop = None
-    if channels:
-        channel_drop = _channel_drops(
-            model, images, labels, targets, cells, num_classes, clean_counts, k, layer, batch_size
-        )
-    miou_drop = torch.tensor(
-        [clean_counts[j].miou() - adversarial[j].miou() for j in range(len(cells))]
-    )
-    settings = {
-        "attack": attack,
-        "eps": eps,
-        "steps": steps,
-        "seed": seed,
-        "images": len(images),
-        "labels": labels is not None,
-        "k": None if not channels else k,
-        "layer": layer if channels else None,
-        "eps_max": eps_max if minimal_eps else None,
-        "break_fraction": break_fraction if minimal_eps else None,
-        "max_outside": max_outside if minimal_eps else None,
-    }
-    return VulnerabilityMap(
-        cells=cells.cpu(),
-        shape=shape,
-        changed_inside=_nan_mean(inside_sum, inside_seen).reshape(shape),
-        changed_outside=_nan_mean(outside_sum, outside_seen).reshape(shape),
-        miou_drop=miou_drop.reshape(shape),
-        channel_drop=None if channel_drop is None else channel_drop.reshape(shape),
-        settings=settings,
-        minimal_eps=None if smallest is None else smallest.reshape(shape),
-    )
+    def map(self, rows: Sequence[dict]) -> VulnerabilityMap:
+        """The map of one row per cell (from :meth:`attack_rows`, ``channel_drop`` added)."""
+        return VulnerabilityMap.from_rows(self.cells.cpu(), self.shape, rows, self.settings)
 
 
 class _PairOutcome:
@@ -437,7 +544,8 @@ class _PairOutcome:
         """``(predicted, (inside, outside) changed fractions, (inside, outside) valid counts)``."""
         masks = self.cells[cell_ids]
         labels = None if self.labels is None else self.labels[image_ids]
-        adv = attack(self.images[image_ids], labels, region=masks, clean=self.clean[image_ids])
+        images, clean = self.images[image_ids], self.clean[image_ids]
+        adv = attack_with_clean(attack, images, labels, clean, region=masks)
         predicted = _clean_predictions(self.model, adv, self.batch_size)[0]
         fractions, counts = changed_fractions(
             predicted, self.clean[image_ids], self.valid[image_ids], masks
@@ -475,9 +583,10 @@ MINIMAL_EPS_OUTSIDE = 0.01
 MINIMAL_EPS_RESOLUTION = 0.5 / 255
 
 
-def _minimal_eps(build, outcome: _PairOutcome, num_images: int, num_cells: int, eps_max: float,
-                 break_fraction: float, max_outside: float = MINIMAL_EPS_OUTSIDE) -> torch.Tensor:  # fmt: skip
-    """Per cell, the median over images of the smallest eps that breaks it (see the map).
+def _minimal_eps(build, outcome: _PairOutcome, num_images: int, cell_ids: Sequence[int],
+                 eps_max: float, break_fraction: float,
+                 max_outside: float = MINIMAL_EPS_OUTSIDE) -> torch.Tensor:  # fmt: skip
+    """Per cell of ``cell_ids``, the median over images of the smallest eps that breaks it (see the map).
 
     The two conditions pull apart: a larger eps changes more of the cell *and* more of the rest.
     So the smallest eps at which at least ``break_fraction`` of the cell changes is found first,
@@ -489,7 +598,7 @@ def _minimal_eps(build, outcome: _PairOutcome, num_images: int, num_cells: int, 
     its own interval: pairs whose midpoints agree share an attack. So each pair costs at most
     ``ceil(log2(eps_max / resolution)) + 1`` attacks.
     """
-    pairs = [(i, j) for j in range(num_cells) for i in range(num_images)]
+    pairs = [(i, j) for j in cell_ids for i in range(num_images)]
     rounds = max(0, math.ceil(math.log2(eps_max / MINIMAL_EPS_RESOLUTION))) if eps_max else 0
     low = [0.0] * len(pairs)
     high = [eps_max] * len(pairs)
@@ -536,8 +645,8 @@ def _minimal_eps(build, outcome: _PairOutcome, num_images: int, num_cells: int, 
     ]
     return torch.tensor(
         [
-            statistics.median(smallest[j * num_images : (j + 1) * num_images])
-            for j in range(num_cells)
+            statistics.median(smallest[slot * num_images : (slot + 1) * num_images])
+            for slot in range(len(cell_ids))
         ],
         dtype=torch.float32,
     )
@@ -548,6 +657,11 @@ def _finite_or_none(values: object) -> object:
     if isinstance(values, list):
         return [_finite_or_none(value) for value in values]
     return values if math.isfinite(values) else None
+
+
+def _finite_or_none_row(row: dict) -> dict:
+    """A row's values with NaN and infinities replaced by None."""
+    return {name: _finite_or_none(value) for name, value in row.items()}
 
 
 def _nan_mean(total: torch.Tensor, count: torch.Tensor) -> torch.Tensor:

@@ -44,7 +44,14 @@ from regionattack._checks import (
 )
 from regionattack._files import write_atomic
 from regionattack._state import frozen
-from regionattack.latent import edit_latent, find_layer, latent_of, model_logits, predicted_classes
+from regionattack.latent import (
+    edit_latent,
+    find_layer,
+    latent_of,
+    model_logits,
+    predicted_classes,
+    resize_logits,
+)
 from regionattack.normalization import unwrap
 from regionattack.regions import RegionLike, as_mask, describe, grid_cells, num_masks
 
@@ -337,10 +344,7 @@ def pixel_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         >>> pixel_loss(torch.zeros(1, 2, 1, 2), torch.tensor([[[0, 255]]])).tolist()
         [[[0.6931471824645996, 0.0]]]
     """
-    if logits.shape[-2:] != targets.shape[-2:]:
-        logits = F.interpolate(
-            logits, size=targets.shape[-2:], mode="bilinear", align_corners=False
-        )
+    logits = resize_logits(logits, targets.shape[-2:])
     return F.cross_entropy(logits.float(), targets, ignore_index=IGNORE_INDEX, reduction="none")
 
 

@@ -76,3 +76,33 @@ def test_bad_arguments_exit_with_status_2_before_any_work(argv, capsys):
         main(argv)
     assert exit_info.value.code == 2
     assert "error" in capsys.readouterr().err
+
+
+def _command(name: str, camvid, checkpoint, out) -> list[str]:
+    data = ["--dataset", "camvid", "--root", str(camvid), "--checkpoint", str(checkpoint)]
+    return {
+        "bench": ["bench", *data, "--out", str(out), "--quiet"],
+        "map": ["map", *data, "--out", str(out), "--quiet"],
+        "demo": ["demo", "--out", str(out), "--quiet"],
+    }[name]
+
+
+@pytest.mark.parametrize("command", ["bench", "map", "demo"])
+def test_a_second_run_on_an_output_folder_in_use_exits_2_at_once_naming_the_holder(
+    command, camvid, checkpoint, tmp_path, capsys, monkeypatch
+):
+    import os
+
+    from regionattack.bench import runner
+    from regionattack.bench.lock import FolderLock
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("started work in a folder in use")
+
+    monkeypatch.setattr(runner, "load_model", no_work)  # bench and map load through it
+    monkeypatch.setattr("regionattack.demo.load_data", no_work)
+    with FolderLock(tmp_path):  # the first run, still going
+        assert main(_command(command, camvid, checkpoint, tmp_path)) == 2
+    error = capsys.readouterr().err
+    assert f"regionattack {command}: error: {tmp_path} is in use by PID {os.getpid()}" in error
+    assert list(tmp_path.iterdir()) == []  # nothing written, and the holder's lock released

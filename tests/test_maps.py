@@ -124,10 +124,10 @@ def test_minimal_eps_is_the_smallest_breaking_eps_when_the_rest_is_quiet_there()
             counted = torch.ones(len(cell_ids))
             return None, (inside, outside), (counted, counted)
 
-    smallest = maps._minimal_eps(lambda radius: radius, Outcome(), 2, 2, 32 / 255, 0.5)
+    smallest = maps._minimal_eps(lambda radius: radius, Outcome(), 2, [0, 1], 32 / 255, 0.5)
     assert 0.02 <= float(smallest[0]) <= 0.02 + maps.MINIMAL_EPS_RESOLUTION
     assert torch.isinf(smallest[1])
-    unlimited = maps._minimal_eps(lambda radius: radius, Outcome(), 2, 2, 32 / 255, 0.5, 1.0)
+    unlimited = maps._minimal_eps(lambda radius: radius, Outcome(), 2, [0, 1], 32 / 255, 0.5, 1.0)
     assert 0.03 <= float(unlimited[1]) <= 0.03 + maps.MINIMAL_EPS_RESOLUTION  # breaks, loudly
 
 
@@ -270,6 +270,27 @@ def test_a_model_without_a_latent_needs_channels_false():
     assert vmap.channel_drop is None
 
 
+def test_a_map_by_units_equals_the_map_of_each_cell_alone_and_resumes(tiny_segmenter, images):
+    from regionattack.maps import Mapper
+
+    mapper = Mapper(tiny_segmenter, images, grid=2, steps=2, batch_size=3)
+    done: dict = {}
+    vmap = mapper.by_units(lambda key, compute: done.setdefault(key, compute()))
+    assert sorted(done) == ["cell/0", "cell/1", "cell/2", "cell/3", "channels"]
+    for j, cell in enumerate(mapper.cells):
+        alone = vulnerability_map(tiny_segmenter, images, grid=cell[None], steps=2, batch_size=3)
+        for measure in ("changed_inside", "changed_outside", "miou_drop"):
+            assert float(getattr(vmap, measure).flatten()[j]) == float(getattr(alone, measure))
+    whole = vulnerability_map(tiny_segmenter, images, grid=2, steps=2, batch_size=3)
+    assert torch.allclose(vmap.channel_drop, whole.channel_drop)  # all cells ranked at once
+
+    def fail():
+        raise AssertionError("a finished unit was computed again")
+
+    again = mapper.by_units(lambda key, compute: done[key] if key in done else fail())
+    assert torch.equal(again.miou_drop, vmap.miou_drop)
+
+
 @pytest.mark.slow
 def test_cli_map_writes_table_and_figure_resumes_and_refuses(
     camvid,  # noqa: F811
@@ -286,8 +307,9 @@ def test_cli_map_writes_table_and_figure_resumes_and_refuses(
               "--quiet"]  # fmt: skip
     assert cli.main([*common, "--steps", "1"]) == 0
     record = json.loads((out / "map.json").read_text())
-    assert sorted(record["units"]) == ["cell/0", "cell/1"]
-    assert set(record["units"]["cell/0"]) == set(MEASURES) - {"minimal_eps"}
+    assert sorted(record["units"]) == ["cell/0", "cell/1", "channels"]
+    assert set(record["units"]["cell/0"]) == set(MEASURES) - {"minimal_eps", "channel_drop"}
+    assert len(record["units"]["channels"]) == 2
     table = (out / "map.md").read_text()
     assert table.startswith("| cell | changed inside |") and "| (0, 1) |" in table
     assert (out / "map.png").stat().st_size > 5_000
@@ -296,7 +318,8 @@ def test_cli_map_writes_table_and_figure_resumes_and_refuses(
     def fail(*args, **kwargs):
         raise AssertionError("a finished cell was recomputed")
 
-    monkeypatch.setattr("regionattack.maps.vulnerability_map", fail)
+    monkeypatch.setattr("regionattack.maps.Mapper.attack_rows", fail)
+    monkeypatch.setattr("regionattack.maps.Mapper.channel_drops", fail)
     assert cli.main([*common, "--steps", "1"]) == 0  # resumed: every cell is in map.json
     assert cli.main([*common, "--steps", "2"]) == 2
     assert "another configuration (differs in: steps)" in capsys.readouterr().err
@@ -306,5 +329,6 @@ def test_cli_map_writes_table_and_figure_resumes_and_refuses(
             "--eps-max", "2/255", "--no-channels"]  # fmt: skip
     assert cli.main(args) == 0
     units = json.loads((bisected / "map.json").read_text())["units"]
-    assert all("minimal_eps" in unit for unit in units.values())
+    assert all("minimal_eps" in units[f"cell/{j}"] for j in range(2))
+    assert units["channels"] is None
     assert "| minimal eps |" in (bisected / "map.md").read_text()

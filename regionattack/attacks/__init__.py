@@ -1,15 +1,29 @@
-"""torchattacks-compatible segmentation attacks: one attack per module."""
+"""torchattacks-compatible segmentation attacks: one attack per module, all in one registry.
+
+Every attack here is registered by name (:data:`ATTACKS`) and built the same way by
+:func:`build_attack`; see :mod:`regionattack.attacks.registry` to add one.
+"""
 
 from regionattack.attacks.base import SegmentationAttack
 from regionattack.attacks.cospgd import CosPGD
+from regionattack.attacks.pgd import PGD
 from regionattack.attacks.position_channel import PositionChannelAttack
 from regionattack.attacks.region_attack import RegionAttack
 from regionattack.attacks.region_pgd import RegionPGD
+from regionattack.attacks.registry import (
+    ATTACKS,
+    build_attack,
+    parse_attack_name,
+    register,
+    unregister,
+)
 from regionattack.attacks.sea import SEA
 from regionattack.attacks.segpgd import SegPGD
 from regionattack.attacks.uniform_noise import UniformNoise
 
 __all__ = [
+    "ATTACKS",
+    "PGD",
     "CosPGD",
     "PositionChannelAttack",
     "RegionAttack",
@@ -18,4 +32,8 @@ __all__ = [
     "SegPGD",
     "SegmentationAttack",
     "UniformNoise",
+    "build_attack",
+    "parse_attack_name",
+    "register",
+    "unregister",
 ]

@@ -17,12 +17,15 @@ guards each of them:
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import logging
 import os
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 import torchattacks
@@ -41,9 +44,9 @@ from regionattack._checks import (
 )
 from regionattack._files import torch_save_atomic
 from regionattack._state import frozen
-from regionattack.attacks.apgd import apgd
 from regionattack.attacks.objectives import project
-from regionattack.latent import model_logits, predicted_classes
+from regionattack.attacks.optimizers import OPTIMIZERS, ascend
+from regionattack.latent import find_layer, model_logits, predicted_classes
 from regionattack.metrics import MaskedConfusions
 from regionattack.normalization import NormalizedModel
 from regionattack.regions import RegionLike, as_mask
@@ -51,13 +54,37 @@ from regionattack.regions import RegionLike, as_mask
 logger = logging.getLogger(__name__)
 
 _NORMALIZATION_SLACK = 1e-4
-OPTIMIZERS = ("pgd", "pgd-decay", "apgd")
+
+
+@dataclasses.dataclass
+class Problem:
+    """One call's attack problem, set up once by :meth:`SegmentationAttack.forward`.
+
+    Attributes:
+        images: (N, C, H, W) float32 images in [0, 1] on the model's device.
+        labels: (N, H, W) validated labels (255 = ignore), or None.
+        clean: (N, H, W) clean predictions; None for an attack with ``needs_clean = False``.
+        inside: (N or 1, H, W) bool mask of the region to break (all pixels for no region).
+        allowed: (N or 1, H, W) bool mask of the pixels the perturbation may touch, or None.
+        latent: The latent layer's output in the clean pass, for an attack that
+            ``captures_latent``; else None.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor | None
+    clean: torch.Tensor | None
+    inside: torch.Tensor
+    allowed: torch.Tensor | None
+    latent: object | None = None
 
 
 class SegmentationAttack(Attack):
     """Base class of the L-inf PGD segmentation attacks.
 
-    Subclasses build a per-image objective in ``forward`` and ascend it with :meth:`pgd`. Images are (N, C, H, W)
+    :meth:`forward` sets the problem up once (images checked and moved, labels checked, the clean
+    prediction made or taken from the caller, the region and the allowed pixels as masks: a
+    :class:`Problem`); subclasses implement :meth:`perturb`, which builds a per-image objective
+    and ascends it with :meth:`pgd`. Images are (N, C, H, W)
     in [0, 1] (or normalised, after ``set_normalization_used``, as in torchattacks); labels are
     (N, H, W) int64 with 255 = ignore, or None to attack the model's own clean predictions.
 
@@ -66,16 +93,23 @@ class SegmentationAttack(Attack):
         model: Segmentation model returning (N, K, H, W) logits (tensor, dict ``"out"`` or tuple).
         eps: L-inf radius in image units, in [0, 1] (``8 / 255``, not ``8``), also when
             ``set_normalization_used`` is set.
-        alpha: Step size, in image units in [0, 1].
+        alpha: Step size, in image units in [0, 1]; None (default): ``eps / 4``.
         steps: Number of steps.
         random_start: Start from a uniform random point in the allowed ball.
         seed: Seed for the random start (reproducible runs), an int; None uses torch's global
             generator.
         optimizer: ``"pgd"`` (fixed step ``alpha``), ``"pgd-decay"`` (the step decays
-            linearly from ``2 * alpha`` to ``2 * alpha / steps``, about ``alpha`` on average;
-            see :meth:`step_size`) or ``"apgd"`` (APGD: step from ``2 * eps`` halved where the
+            linearly from ``2 * alpha`` to ``2 * alpha / steps``, about ``alpha`` on average)
+            or ``"apgd"`` (APGD: step from ``2 * eps`` halved where the
             objective stalls, momentum, the best iterate by the objective; ``alpha`` is not
             used), see :mod:`regionattack.attacks.apgd`.
+
+    Class attributes read by the registry and the bench (:mod:`regionattack.attacks.registry`):
+    ``name_options`` (keyword -> the values that may be given in brackets after the attack's
+    name), ``repeatable_name_options`` (keywords that collect several bracket values),
+    ``whole_image`` (True when the attack perturbs for the whole image whatever region it is
+    given, so results report it as an image-wide attack) and ``ranking_argument`` (the keyword
+    through which the attack takes a :class:`~regionattack.ChannelRanking` of its region).
 
     Raises:
         TypeError: If ``model`` is not an ``nn.Module``, a setting is not a number / int, or
@@ -84,13 +118,20 @@ class SegmentationAttack(Attack):
             8/255), or ``steps`` is not positive.
     """
 
+    name_options: ClassVar[dict[str, tuple[str, ...]]] = {}
+    repeatable_name_options: ClassVar[tuple[str, ...]] = ()
+    whole_image: ClassVar[bool] = False
+    ranking_argument: ClassVar[str | None] = None
+    needs_clean: ClassVar[bool] = True
+    captures_latent: bool = False
+
     def __init__(
         self,
         name: str,
         model: nn.Module,
         *,
         eps: float = 8 / 255,
-        alpha: float = 2 / 255,
+        alpha: float | None = None,
         steps: int = 10,
         random_start: bool = True,
         seed: int | None = None,
@@ -100,7 +141,7 @@ class SegmentationAttack(Attack):
             raise TypeError(f"model must be an nn.Module; got {type(model).__name__}")
         super().__init__(name, model)
         self.eps = check_radius(eps, "eps")
-        self.alpha = check_radius(alpha, "alpha", kind="step")
+        self.alpha = self.eps / 4 if alpha is None else check_radius(alpha, "alpha", kind="step")
         self.steps = check_positive_int(steps, "steps")
         self.random_start = bool(random_start)
         self.seed = check_seed(seed)
@@ -172,6 +213,59 @@ class SegmentationAttack(Attack):
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         """(N, K, H, W) logits of images in [0, 1] (normalised first when configured)."""
         return model_logits(self.get_logits(images), images.shape[-2:])
+
+    # ------------------------------------------------------------------ the problem
+    def forward(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        region: RegionLike | None = None,
+        clean: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Return adversarial images; ``region`` overrides the attack's region for this call.
+
+        ``clean``: the model's (N, H, W) predictions on ``images`` when the caller already has
+        them; they save the clean forward pass (an attack that captures the latent still runs
+        it).
+        """
+        problem = self.set_up(images, labels, region, clean)
+        return self.finish(self.perturb(problem), images)
+
+    def set_up(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor | None,
+        region: RegionLike | None,
+        clean: torch.Tensor | None,
+    ) -> Problem:
+        """Check the inputs and make what every step needs (see :class:`Problem`)."""
+        latent: dict[str, object] = {}
+        if not self.needs_clean:
+            prepared = self.prepare_images(images)
+            labels = None if labels is None else check_labels(labels, prepared)
+            clean = None
+        elif self.captures_latent:  # keep the latent layer's output of the clean forward pass
+            module = find_layer(self.network(), getattr(self, "layer", None))[1]
+            hook = module.register_forward_hook(lambda _m, _i, out: latent.update(out=out))
+            try:
+                prepared, labels, clean = self.prepare(images, labels)
+            finally:
+                hook.remove()
+        else:
+            prepared, labels, clean = self.prepare(images, labels, clean)
+        chosen = getattr(self, "region", None) if region is None else region
+        return Problem(
+            images=prepared,
+            labels=labels,
+            clean=clean,
+            inside=self.inside_mask(chosen, prepared),
+            allowed=self.perturbation_mask(prepared),
+            latent=latent.get("out"),
+        )
+
+    def perturb(self, problem: Problem) -> torch.Tensor:
+        """The adversarial images of a set-up problem, in the model's space (float32)."""
+        raise NotImplementedError
 
     # ------------------------------------------------------------------ regions
     @staticmethod
@@ -297,44 +391,23 @@ class SegmentationAttack(Attack):
         allowed: torch.Tensor | None = None,
         scores: dict[str, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """Run L-inf PGD (or APGD) ascending ``objective(adv_images, step)``, a per-image loss (N,).
+        """Ascend ``objective(adv_images, step)``, a per-image loss (N,), from the random start.
 
-        ``allowed`` (N or 1, H, W) confines where the perturbation may be non-zero. With
-        ``optimizer="apgd"`` the image's best iterate is returned: by the success score the
-        objective writes to ``scores["last"]`` when it does, else by the objective.
+        The attack's optimizer, radius, step and steps (see
+        :func:`~regionattack.attacks.optimizers.ascend`); ``allowed`` (N or 1, H, W) confines
+        where the perturbation may be non-zero.
         """
-        delta = self.initial_delta(images, self.eps, allowed)
-        if self.optimizer == "apgd":
-            return apgd(
-                images,
-                delta,
-                objective,
-                eps=self.eps,
-                steps=self.steps,
-                allowed=allowed,
-                scores=scores,
-            )
-        with torch.enable_grad():  # also when the caller runs under torch.no_grad()
-            for step in range(self.steps):
-                adv = (images + delta).requires_grad_(True)
-                loss = objective(adv, step).sum()
-                (grad,) = torch.autograd.grad(loss, adv)
-                delta = project(
-                    images, delta + self.step_size(step) * grad.sign(), self.eps, allowed
-                )
-        return (images + delta).detach()
-
-    def step_size(self, step: int) -> float:
-        """The PGD step at iteration ``step`` (0-based).
-
-        ``alpha`` for ``optimizer="pgd"``; for ``"pgd-decay"`` ``2 * alpha * (1 - step / steps)``,
-        from twice ``alpha`` down to ``2 * alpha / steps``: large steps while the attack moves
-        far, small ones at the end, so the last iterate settles instead of jumping across the
-        pixels it should keep.
-        """
-        if self.optimizer == "pgd-decay":
-            return 2 * self.alpha * (1 - step / self.steps)
-        return self.alpha
+        return ascend(
+            images,
+            self.initial_delta(images, self.eps, allowed),
+            objective,
+            optimizer=self.optimizer,
+            eps=self.eps,
+            alpha=self.alpha,
+            steps=self.steps,
+            allowed=allowed,
+            scores=scores,
+        )
 
     @staticmethod
     def finish(adv: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -420,6 +493,32 @@ class SegmentationAttack(Attack):
 
     def _unit_range(self, images: torch.Tensor) -> torch.Tensor:
         return self.inverse_normalize(images) if self._normalization_applied is True else images
+
+
+def attack_with_clean(
+    attack: Callable[..., torch.Tensor],
+    images: torch.Tensor,
+    labels: torch.Tensor | None,
+    clean: torch.Tensor,
+    **kwargs: object,
+) -> torch.Tensor:
+    """``attack(images, labels, **kwargs)``, handing it ``clean=`` when its ``forward`` takes it.
+
+    The caller's clean predictions save the attack its own clean forward pass; attacks that do
+    not take them (torchattacks', plug-ins) are called as torchattacks calls them.
+
+    Example:
+        >>> from regionattack.models import TinySegmenter
+        >>> from regionattack.attacks import UniformNoise
+        >>> images = torch.rand(1, 3, 8, 8)
+        >>> clean = torch.zeros(1, 8, 8, dtype=torch.long)
+        >>> attack_with_clean(UniformNoise(TinySegmenter(), seed=0), images, None, clean).shape
+        torch.Size([1, 3, 8, 8])
+    """
+    forward = getattr(attack, "forward", attack)
+    if "clean" in inspect.signature(forward).parameters:
+        kwargs["clean"] = clean
+    return attack(images, labels, **kwargs)
 
 
 _SAVE_KEYS = ("adv_inputs", "labels", "preds", "clean_inputs")

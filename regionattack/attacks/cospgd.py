@@ -6,8 +6,10 @@ import torch
 
 from regionattack.attacks.objectives import cospgd_weights
 from regionattack.attacks.pixel_weighted import PixelWeightedPGD
+from regionattack.attacks.registry import register
 
 
+@register("CosPGD")
 class CosPGD(PixelWeightedPGD):
     """L-inf PGD on the CosPGD loss: cross-entropy scaled by the cosine to the target.
 

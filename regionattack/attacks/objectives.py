@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from regionattack._checks import IGNORE_INDEX
-from regionattack.latent import predicted_classes
+from regionattack.latent import predicted_classes, resize_logits
 from regionattack.ranking import mean_weights, pixel_loss
 from regionattack.regions import RegionLike, as_mask
 
@@ -267,12 +267,7 @@ def project(
 
 def _logits_at(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Detached float logits at the targets' size (resized bilinearly, like :func:`pixel_loss`)."""
-    logits = logits.detach().float()
-    if logits.shape[-2:] != targets.shape[-2:]:
-        logits = F.interpolate(
-            logits, size=targets.shape[-2:], mode="bilinear", align_corners=False
-        )
-    return logits
+    return resize_logits(logits.detach().float(), targets.shape[-2:])
 
 
 def segpgd_weights(

@@ -6,12 +6,13 @@ import torch
 from torch import nn
 
 from regionattack._checks import IGNORE_INDEX
-from regionattack.attacks.base import SegmentationAttack
+from regionattack.attacks.base import Problem, SegmentationAttack
 from regionattack.attacks.objectives import (
     region_mean_weights,
     success_score,
     weighted_cross_entropy,
 )
+from regionattack.attacks.optimizers import OPTIMIZERS
 from regionattack.latent import model_logits, predicted_classes
 from regionattack.regions import RegionLike
 
@@ -26,7 +27,7 @@ class PixelWeightedPGD(SegmentationAttack):
         model: Segmentation model (logits as a tensor, dict ``"out"`` or tuple with masks first).
         region: Region to attack: a name (``"left"``, ...) or a mask, see
             :mod:`regionattack.regions`; None (default) is the whole image.
-        eps: L-inf radius. alpha: Step size. steps: Number of steps.
+        eps: L-inf radius. alpha: Step size (default ``eps / 4``). steps: Number of steps.
         random_start: Start from a uniform random point.
         perturb_region: Where the perturbation may be non-zero (default: everywhere).
         seed: Seed for the random start.
@@ -38,13 +39,15 @@ class PixelWeightedPGD(SegmentationAttack):
             range.
     """
 
+    name_options = {"optimizer": OPTIMIZERS}
+
     def __init__(
         self,
         model: nn.Module,
         region: RegionLike | None = None,
         *,
         eps: float = 8 / 255,
-        alpha: float = 2 / 255,
+        alpha: float | None = None,
         steps: int = 10,
         random_start: bool = True,
         perturb_region: RegionLike | None = None,
@@ -65,28 +68,14 @@ class PixelWeightedPGD(SegmentationAttack):
         self.region = region
         self.perturb_region = perturb_region
 
-    def forward(
-        self,
-        images: torch.Tensor,
-        labels: torch.Tensor | None = None,
-        region: RegionLike | None = None,
-        clean: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Return adversarial images; ``region`` overrides the attack's region for this batch.
-
-        ``clean``: the model's (N, H, W) predictions on ``images`` when the caller already has
-        them; they save the clean forward pass.
-        """
-        original = images
-        images, labels, clean = self.prepare(images, labels, clean)
-        targets = self.attack_targets(images, labels, clean)
-        chosen = self.region if region is None else region
-        weights = region_mean_weights(chosen, targets)
-        allowed = self.perturbation_mask(images)
+    def perturb(self, problem: Problem) -> torch.Tensor:
+        """Ascend the pixel-weighted cross-entropy over the region (descend it when targeted)."""
+        images, clean, inside = problem.images, problem.clean, problem.inside
+        targets = self.attack_targets(images, problem.labels, clean)
+        weights = region_mean_weights(inside, targets)
         network = self.network()
         sign = -1.0 if self.targeted else 1.0
         valid = targets != IGNORE_INDEX
-        inside = self.inside_mask(chosen, images)
         scores: dict[str, torch.Tensor] = {}
 
         def objective(adv: torch.Tensor, step: int) -> torch.Tensor:
@@ -103,7 +92,7 @@ class PixelWeightedPGD(SegmentationAttack):
             scale = self.pixel_scale(logits, targets, step)
             return sign * weighted_cross_entropy(logits, targets, weights * scale)
 
-        return self.finish(self.pgd(images, objective, allowed, scores), original)
+        return self.pgd(images, objective, problem.allowed, scores)
 
     def pixel_scale(self, logits: torch.Tensor, targets: torch.Tensor, step: int) -> torch.Tensor:
         """(N, H, W) detached weights of each pixel's cross-entropy at ``step``."""

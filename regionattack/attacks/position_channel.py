@@ -7,14 +7,18 @@ from torch import nn
 
 from regionattack._checks import check_choice
 from regionattack.ablation import ChannelsLike, channel_mask, check_channels
-from regionattack.attacks.base import SegmentationAttack
+from regionattack.attacks.base import Problem, SegmentationAttack
 from regionattack.attacks.objectives import channel_distance
+from regionattack.attacks.optimizers import OPTIMIZERS
+from regionattack.attacks.registry import register
 from regionattack.latent import find_layer, latent_of
 from regionattack.ranking import ChannelRanking, check_ranking_matches, default_k
+from regionattack.regions import RegionLike
 
 MODES = ("suppress", "flip")
 
 
+@register("PositionChannelAttack")
 class PositionChannelAttack(SegmentationAttack):
     """L-inf PGD on the latent alone: drive ``channels`` to zero (``"suppress"``) or to their mirror.
 
@@ -29,7 +33,9 @@ class PositionChannelAttack(SegmentationAttack):
         channels: Channel ids (shared or (N, k) per sample), a bool mask, or a
             :class:`~regionattack.ChannelRanking` (its top ``k``) made on this model and latent
             layer; to reuse another model's channels on purpose, pass ``ranking.top(k)``.
-        eps: L-inf radius in image units [0, 1]. alpha: Step size. steps: Number of steps.
+        region: The region whose channels these are, kept as ``region`` for the caller (the
+            channels, not the region, decide where the damage goes).
+        eps: L-inf radius in image units [0, 1]. alpha: Step size (default ``eps / 4``). steps: Number of steps.
         random_start: Start from a uniform random point.
         mode: ``"suppress"`` (default) or ``"flip"``.
         k: Channels taken from a ranking (default: 5% of the channels).
@@ -54,13 +60,17 @@ class PositionChannelAttack(SegmentationAttack):
         torch.Size([1, 3, 64, 64])
     """
 
+    name_options = {"optimizer": OPTIMIZERS}
+    ranking_argument = "channels"
+
     def __init__(
         self,
         model: nn.Module,
         channels: ChannelsLike | ChannelRanking,
         *,
+        region: RegionLike | None = None,
         eps: float = 8 / 255,
-        alpha: float = 2 / 255,
+        alpha: float | None = None,
         steps: int = 10,
         random_start: bool = True,
         mode: str = "suppress",
@@ -80,6 +90,8 @@ class PositionChannelAttack(SegmentationAttack):
             optimizer=optimizer,
         )
         self.supported_mode = ["default"]
+        self.check_region_names(region)
+        self.region = region
         self.mode = check_choice(mode, "mode", MODES)
         self.layer = find_layer(model, layer)[0]
         if isinstance(channels, ChannelRanking):
@@ -90,11 +102,11 @@ class PositionChannelAttack(SegmentationAttack):
         check_channels(channels)
         self.channels = channels
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Return adversarial images; ``labels`` are accepted for torchattacks' API and unused."""
-        del labels
-        original = images
-        images = self.prepare_images(images)
+    needs_clean = False
+
+    def perturb(self, problem: Problem) -> torch.Tensor:
+        """Drive the chosen channels to their target; labels and predictions are not needed."""
+        images = problem.images
         network = self.network()
         with torch.no_grad():
             clean = latent_of(network, images, self.layer)
@@ -111,4 +123,4 @@ class PositionChannelAttack(SegmentationAttack):
             del step
             return -channel_distance(latent_of(network, adv, self.layer), target, selected, scale)
 
-        return self.finish(self.pgd(images, objective), original)
+        return self.pgd(images, objective)

@@ -9,7 +9,7 @@ from torch import nn
 
 from regionattack._checks import IGNORE_INDEX, check_choice, check_k, check_nonnegative_float
 from regionattack.ablation import ChannelsLike, ablate, channel_mask, check_channels, replay_layer
-from regionattack.attacks.base import SegmentationAttack
+from regionattack.attacks.base import Problem, SegmentationAttack
 from regionattack.attacks.objectives import (
     channel_distance,
     margin_shortfall,
@@ -17,6 +17,8 @@ from regionattack.attacks.objectives import (
     success_score,
     weighted_sum,
 )
+from regionattack.attacks.optimizers import OPTIMIZERS
+from regionattack.attacks.registry import register
 from regionattack.latent import (
     edit_latent,
     find_layer,
@@ -33,11 +35,12 @@ from regionattack.ranking import (
     mean_weights,
     region_scores,
 )
-from regionattack.regions import RegionLike, as_mask
+from regionattack.regions import RegionLike
 
 OBJECTIVES = ("segmentation", "channels", "both")
 
 
+@register("RegionAttack")
 class RegionAttack(SegmentationAttack):
     r"""L-inf PGD that degrades segmentation inside ``region`` and keeps the prediction outside.
 
@@ -50,9 +53,8 @@ class RegionAttack(SegmentationAttack):
       anew at every step from the current prediction, spend the budget where it matters: inside,
       pixels already broken weigh ``done_weight`` instead of 1 (untargeted only), so the step
       pushes the pixels not yet broken; outside, pixels whose prediction has
-      changed weigh ``1 + flipped_weight``, so the step restores them first. On a CamVid
-      DeepLabV3-ResNet18 these two weights raised the specificity from about 5 to about 14 at a
-      similar drop inside (docs/results/camvid.md, ``benchmarks/region_attack_weights.py``).
+      changed weigh ``1 + flipped_weight``, so the step restores them first (their measured
+      effect: docs/results/camvid.md, ``benchmarks/region_attack_weights.py``).
       With ``outside_margin`` set, the outside term is the hinge
       :func:`~regionattack.attacks.objectives.margin_shortfall` instead of the cross-entropy: a
       pixel counts only while the clean class leads the runner-up by less than ``outside_margin``
@@ -76,8 +78,10 @@ class RegionAttack(SegmentationAttack):
 
     Args:
         model: Segmentation model (logits as a tensor, dict ``"out"`` or tuple with masks first).
-        region: Region to break: a name (``"left"``, ...) or a mask, see :mod:`regionattack.regions`.
-        eps: L-inf radius in image units [0, 1]. alpha: Step size. steps: Number of steps.
+        region: Region to break: a name (``"left"``, ...) or a mask, see :mod:`regionattack.regions`;
+            None: the whole image (no outside to keep).
+        eps: L-inf radius in image units [0, 1]. alpha: Step size (default ``eps / 4``).
+            steps: Number of steps.
         random_start: Start from a uniform random point.
         objective: ``"segmentation"`` (default), ``"channels"`` or ``"both"``.
         channels: Channels to attack through (ids, (N, k) ids, bool mask or a
@@ -95,10 +99,8 @@ class RegionAttack(SegmentationAttack):
         seed: Seed for the random start (an int or None).
         optimizer: ``"pgd-decay"`` (default: the step decays from ``2 * alpha`` to
             ``2 * alpha / steps``), ``"pgd"`` or ``"apgd"`` (see
-            :class:`~regionattack.SegmentationAttack`). On the CamVid demo model at 8/255 and 10
-            steps the decaying step broke more inside (mIoU drop 0.192 vs 0.187) and changed
-            fewer outside pixels (2.4% vs 3.8%) than fixed steps
-            (``benchmarks/region_strength.py``, docs/results/camvid.md).
+            :class:`~regionattack.SegmentationAttack`); the decaying step against fixed steps is
+            measured in docs/results/camvid.md (``benchmarks/region_strength.py``).
 
     Raises:
         TypeError: If ``channels`` is not a selection (see
@@ -118,13 +120,15 @@ class RegionAttack(SegmentationAttack):
         (True, torch.Size([1, 3, 64, 64]))
     """
 
+    name_options = {"optimizer": OPTIMIZERS, "objective": OBJECTIVES}
+
     def __init__(
         self,
         model: nn.Module,
-        region: RegionLike,
+        region: RegionLike | None,
         *,
         eps: float = 8 / 255,
-        alpha: float = 2 / 255,
+        alpha: float | None = None,
         steps: int = 10,
         random_start: bool = True,
         objective: str = "segmentation",
@@ -152,6 +156,7 @@ class RegionAttack(SegmentationAttack):
         self.check_region_names(region, perturb_region)
         self.region = region
         self.objective_name = check_choice(objective, "objective", OBJECTIVES)
+        self.captures_latent = objective in ("channels", "both")
         self.layer = (
             None if objective == "segmentation" and layer is None else find_layer(model, layer)[0]
         )
@@ -214,36 +219,18 @@ class RegionAttack(SegmentationAttack):
         scores = region_scores(effects[:, 0], effects[:, 1])
         return channel_mask(scores.topk(k, dim=1).indices, num_channels)
 
-    def forward(
-        self,
-        images: torch.Tensor,
-        labels: torch.Tensor | None = None,
-        region: RegionLike | None = None,
-        clean: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Return adversarial images; ``region`` overrides the attack's region for this batch.
-
-        ``clean``: the model's (N, H, W) predictions on ``images`` when the caller already has
-        them; they save the clean forward pass (the channel objectives still run it: they need
-        its latent).
-        """
-        original = images
+    def perturb(self, problem: Problem) -> torch.Tensor:
+        """Ascend the chosen objective (see the class); labels 255 are never attacked."""
+        images, labels, clean, inside = (
+            problem.images,
+            problem.labels,
+            problem.clean,
+            problem.inside,
+        )
         use_segmentation = self.objective_name in ("segmentation", "both")
         use_channels = self.objective_name in ("channels", "both")
         network = self.network()
-        captured: dict[str, object] = {}
-        if use_channels:  # keep the latent layer's output of the clean forward pass
-            module = find_layer(network, self.layer)[1]
-            hook = module.register_forward_hook(lambda _m, _i, out: captured.update(out=out))
-            try:
-                images, labels, clean = self.prepare(images, labels)
-            finally:
-                hook.remove()
-        else:
-            images, labels, clean = self.prepare(images, labels, clean)
-        n, size = images.shape[0], tuple(images.shape[-2:])
-        inside = as_mask(self.region if region is None else region, size, n, images.device)
-        allowed = self.perturbation_mask(images)
+        n = images.shape[0]
         if use_segmentation:
             targets = self.attack_targets(images, labels, clean)
         else:  # the channel term needs no target map, only targets to rank channels against
@@ -254,15 +241,17 @@ class RegionAttack(SegmentationAttack):
         inside_w, outside_w = mean_weights(torch.stack([inside, ~inside]), valid)
         sign = -1.0 if self.targeted else 1.0
         if use_channels:
-            clean_latent = select_latent(captured["out"])
+            layer_output, problem.latent = problem.latent, None  # the features are large
+            clean_latent = select_latent(layer_output)
             selected = self.select_channels(
                 images,
                 clean if self.targeted else targets,
                 inside,
                 valid,
                 clean_latent.shape[1],
-                captured.pop("out"),  # released here: the encoder's other features are large
+                layer_output,
             )
+            del layer_output
             ablated = ablate(clean_latent, selected)
             energy = channel_distance(
                 clean_latent, ablated, selected, torch.ones(n, device=images.device)
@@ -307,4 +296,4 @@ class RegionAttack(SegmentationAttack):
                 loss = loss - channel_distance(z, ablated, torch.ones_like(selected), scale)
             return loss
 
-        return self.finish(self.pgd(images, objective, allowed, scores), original)
+        return self.pgd(images, objective, problem.allowed, scores)

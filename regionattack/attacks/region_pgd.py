@@ -5,9 +5,11 @@ from __future__ import annotations
 from torch import nn
 
 from regionattack.attacks.region_attack import RegionAttack
+from regionattack.attacks.registry import register
 from regionattack.regions import RegionLike
 
 
+@register("RegionPGD")
 class RegionPGD(RegionAttack):
     """L-inf PGD that ascends the mean cross-entropy over the region's pixels and nothing else.
 
@@ -26,10 +28,10 @@ class RegionPGD(RegionAttack):
     def __init__(
         self,
         model: nn.Module,
-        region: RegionLike,
+        region: RegionLike | None,
         *,
         eps: float = 8 / 255,
-        alpha: float = 2 / 255,
+        alpha: float | None = None,
         steps: int = 10,
         random_start: bool = True,
         perturb_region: RegionLike | None = None,

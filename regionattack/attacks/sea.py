@@ -9,7 +9,7 @@ from torch import nn
 
 from regionattack._checks import IGNORE_INDEX
 from regionattack.attacks.apgd import apgd
-from regionattack.attacks.base import SegmentationAttack
+from regionattack.attacks.base import Problem, SegmentationAttack
 from regionattack.attacks.objectives import (
     class_balanced_weights,
     js_divergence_to_one_hot,
@@ -18,6 +18,7 @@ from regionattack.attacks.objectives import (
     success_score,
     weighted_sum,
 )
+from regionattack.attacks.registry import register
 from regionattack.latent import model_logits, predicted_classes
 from regionattack.ranking import mean_weights
 from regionattack.regions import RegionLike
@@ -47,6 +48,7 @@ def sea_schedule(steps: int, eps: float) -> list[tuple[float, int]]:
     ]
 
 
+@register("SEA")
 class SEA(SegmentationAttack):
     """The Segmentation Ensemble Attack of Croce, Singh & Hein (ECCV 2024), whole image or region.
 
@@ -97,14 +99,17 @@ class SEA(SegmentationAttack):
         (True, torch.Size([2, 3, 16, 16]))
     """
 
+    name_options = {"losses": SEA_LOSSES}
+    repeatable_name_options = ("losses",)
+
     def __init__(
         self,
         model: nn.Module,
+        region: RegionLike | None = None,
+        *,
         eps: float = 8 / 255,
         steps: int = 300,
-        region: RegionLike | None = None,
         losses: str | tuple[str, ...] | list[str] = SEA_LOSSES,
-        *,
         perturb_region: RegionLike | None = None,
         random_start: bool = True,
         seed: int | None = None,
@@ -124,26 +129,22 @@ class SEA(SegmentationAttack):
         self.perturb_region = perturb_region
         self.losses = check_losses(losses)
 
-    def forward(
-        self,
-        images: torch.Tensor,
-        labels: torch.Tensor | None = None,
-        region: RegionLike | None = None,
-        clean: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Return adversarial images; ``region`` overrides the attack's region for this batch.
-
-        ``clean``: the model's (N, H, W) predictions on ``images`` when the caller already has
-        them; they save the clean forward pass.
-        """
-        original = images
+    def set_up(self, images, labels, region, clean) -> Problem:
+        """As every attack's, with SEA's ignore index -1 read as 255."""
         if isinstance(labels, torch.Tensor) and not labels.is_floating_point():
-            labels = labels.masked_fill(labels == -1, IGNORE_INDEX)  # SEA's ignore index
-        images, labels, clean = self.prepare(images, labels, clean)
-        targets = clean if labels is None else labels
+            labels = labels.masked_fill(labels == -1, IGNORE_INDEX)
+        return super().set_up(images, labels, region, clean)
+
+    def perturb(self, problem: Problem) -> torch.Tensor:
+        """Run APGD once per loss; per image, the run that breaks the most pixels."""
+        images, clean, inside, allowed = (
+            problem.images,
+            problem.clean,
+            problem.inside,
+            problem.allowed,
+        )
+        targets = clean if problem.labels is None else problem.labels
         valid = targets != IGNORE_INDEX
-        inside = self.inside_mask(self.region if region is None else region, images)
-        allowed = self.perturbation_mask(images)
         network = self.network()
 
         def score(adv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -166,7 +167,7 @@ class SEA(SegmentationAttack):
             better = final > worst_score
             worst = torch.where(better.view(-1, 1, 1, 1), adv, worst)
             worst_score = torch.maximum(final, worst_score)
-        return self.finish(worst, original)
+        return worst
 
     def _run(
         self,

@@ -6,8 +6,10 @@ import torch
 
 from regionattack.attacks.objectives import segpgd_weights
 from regionattack.attacks.pixel_weighted import PixelWeightedPGD
+from regionattack.attacks.registry import register
 
 
+@register("SegPGD")
 class SegPGD(PixelWeightedPGD):
     r"""L-inf PGD on the SegPGD loss: cross-entropy re-weighted between right and wrong pixels.
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from regionattack.attacks.base import SegmentationAttack
+from regionattack.attacks.base import Problem, SegmentationAttack
+from regionattack.attacks.registry import register
 from regionattack.regions import RegionLike
 
 
+@register("UniformNoise")
 class UniformNoise(SegmentationAttack):
     """Uniform random noise in the L-inf ball of radius ``eps``, clipped to the image box.
 
@@ -19,7 +21,10 @@ class UniformNoise(SegmentationAttack):
 
     Args:
         model: Segmentation model (only checked; the noise does not depend on it).
+        region: The region it is measured against, kept as ``region`` for the caller; the noise
+            itself covers the whole image (or ``perturb_region``), whatever the region.
         eps: L-inf radius in image units [0, 1].
+        steps: Accepted for the attacks' common signature; one draw is made whatever the value.
         perturb_region: Where the noise may be non-zero (default: everywhere).
         seed: Seed of the noise (reproducible runs); None uses torch's global generator.
 
@@ -31,23 +36,27 @@ class UniformNoise(SegmentationAttack):
         True
     """
 
+    whole_image = True
+
     def __init__(
         self,
         model: nn.Module,
+        region: RegionLike | None = None,
         *,
         eps: float = 8 / 255,
+        steps: int = 1,
         perturb_region: RegionLike | None = None,
         seed: int | None = None,
     ):
-        super().__init__("UniformNoise", model, eps=eps, alpha=0.0, steps=1, seed=seed)
+        super().__init__("UniformNoise", model, eps=eps, alpha=0.0, steps=steps, seed=seed)
         self.supported_mode = ["default"]
-        self.check_region_names(perturb_region)
+        self.check_region_names(region, perturb_region)
+        self.region = region
         self.perturb_region = perturb_region
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Return the images plus uniform noise in [-eps, eps] (within the allowed pixels)."""
-        del labels
-        original = images
-        images = self.prepare_images(images)
-        delta = self.initial_delta(images, self.eps, self.perturbation_mask(images))
-        return self.finish(images + delta, original)
+    needs_clean = False
+
+    def perturb(self, problem: Problem) -> torch.Tensor:
+        """The images plus uniform noise in [-eps, eps] (within the allowed pixels)."""
+        images = problem.images
+        return images + self.initial_delta(images, self.eps, problem.allowed)

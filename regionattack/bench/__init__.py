@@ -1,6 +1,7 @@
 """The benchmark behind ``regionattack bench``, and the defense evaluation :func:`evaluate_defense`.
 
-The benchmark: experiments, resumable results, report, torchrun.
+The benchmark: experiments, resumable results in a locked run folder (:class:`Run`), report,
+torchrun.
 
 Example (command line)::
 
@@ -8,6 +9,16 @@ Example (command line)::
 """
 
 from regionattack.bench.defense import DefenseReport, evaluate_defense
-from regionattack.bench.runner import ATTACKS, BenchConfig, run_benchmark
+from regionattack.bench.lock import FolderInUse
+from regionattack.bench.run import Run
+from regionattack.bench.runner import DEFAULT_ATTACKS, BenchConfig, run_benchmark
 
-__all__ = ["ATTACKS", "BenchConfig", "DefenseReport", "evaluate_defense", "run_benchmark"]
+__all__ = [
+    "DEFAULT_ATTACKS",
+    "BenchConfig",
+    "DefenseReport",
+    "FolderInUse",
+    "Run",
+    "evaluate_defense",
+    "run_benchmark",
+]

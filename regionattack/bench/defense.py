@@ -10,7 +10,8 @@ trained with a defense, e.g. AugShift or reflection padding) over the same image
   it moves between two different images;
 * mIoU with the top-k flip- and gradient-ranked channels zeroed vs k random channels;
 * each attack at each radius: mIoU inside and outside the region, specificity (drop inside /
-  drop outside); ``PGD`` is torchattacks' whole-image PGD, measured the same way.
+  drop outside); a whole-image attack (``PGD``, see :class:`~regionattack.PGD`) is measured the
+  same way and reported by its whole-image mIoU.
 
 Results are plain dictionaries (JSON-ready); :class:`DefenseReport` turns them into a Markdown
 table and a figure. With ``out`` the results are written to ``out/results.json`` after every
@@ -20,7 +21,6 @@ finished unit, and a rerun with the same models and settings skips what is alrea
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,12 +41,12 @@ from regionattack._checks import (
 )
 from regionattack._files import write_atomic
 from regionattack._state import frozen
+from regionattack.attacks.registry import parse_attack_name
 from regionattack.bench.distributed import Workers
 from regionattack.bench.experiments import (
     Setting,
     ablation_sweep,
-    attack_name_parts,
-    build_attack,
+    attack_class,
     channel_selections,
     evaluate_clean,
     in_255ths,
@@ -54,14 +54,16 @@ from regionattack.bench.experiments import (
     rank,
     region_mask,
     run_attack,
+    suite_attack,
     summarize_attack,
 )
 from regionattack.bench.identity import data_identity
-from regionattack.bench.store import ResultStore
+from regionattack.bench.run import Run
 from regionattack.latent import latent_of, model_logits
 
 __all__ = ["DEFENSE_ATTACKS", "DefenseReport", "evaluate_defense"]
 
+#: The attacks :func:`evaluate_defense` runs unless told otherwise (any registered name may be given).
 DEFENSE_ATTACKS = ("RegionAttack", "PGD")
 
 
@@ -121,7 +123,7 @@ class DefenseReport:
             for radius in eps:
                 header.append(
                     f"{name} {radius_label(radius)}/255 mIoU"
-                    + ("" if name == "PGD" else " in / out (spec)")
+                    + ("" if attack_class(name).whole_image else " in / out (spec)")
                 )
         rows = [header, ["---"] * len(header)]
         for model, result in self.models.items():
@@ -139,7 +141,7 @@ class DefenseReport:
             for name in self.settings["attacks"]:
                 for radius in eps:
                     attack = result["attacks"][f"{name}/{radius_label(radius)}"]
-                    if name == "PGD":
+                    if attack_class(name).whole_image:
                         row.append(_f(attack["miou"]))
                     else:
                         row.append(
@@ -195,9 +197,9 @@ class DefenseReport:
                     self.models[model]["attacks"][f"{name}/{radius_label(e)}"]
                     for e in self.settings["eps"]
                 ]
-                if name == "PGD":
+                if attack_class(name).whole_image:
                     values = [rows[0]["clean_miou"]] + [r["miou"] for r in rows]
-                    pgd.plot(radii, values, "o-", label=model)
+                    pgd.plot(radii, values, "o-", label=f"{model} {name}")
                     continue
                 (line,) = region.plot(
                     radii,
@@ -215,7 +217,7 @@ class DefenseReport:
         region.set(
             title=f"region attacks ({self.settings['region']})", xlabel="eps (/255)", ylabel="mIoU"
         )
-        pgd.set(title="whole-image PGD", xlabel="eps (/255)", ylabel="mIoU")
+        pgd.set(title="whole-image attacks", xlabel="eps (/255)", ylabel="mIoU")
         for ax in (probe, shift, ablation):
             ax.set_xticks(positions, names, rotation=20, fontsize=8)
         for ax in (probe, shift, ablation, region, pgd):
@@ -322,9 +324,9 @@ def evaluate_defense(
             :func:`~regionattack.with_normalization`) and returns (N, classes, H, W) logits.
         data: A Dataset of ``(image, label)`` pairs or a tuple ``(images, labels)``; labels use
             255 for ignored pixels.
-        attacks: Names from :data:`regionattack.bench.experiments.ATTACKS`, options in brackets
-            (``"SEA"``, ``"CosPGD[apgd]"``, see
-            :func:`~regionattack.bench.experiments.attack_name_parts`).
+        attacks: Registered attack names (:data:`regionattack.attacks.ATTACKS`), options in
+            brackets (``"SEA"``, ``"CosPGD[apgd]"``, see
+            :func:`~regionattack.attacks.parse_attack_name`).
         eps: Attack radii (L-inf, images in [0, 1]: ``8 / 255``, not 8); step size eps / 4.
         region: Attacked and measured region: ``left``, ``right``, ``top``, ``bottom``,
             ``center`` or ``cell`` (the top-left quadrant).
@@ -367,7 +369,7 @@ def evaluate_defense(
     models = _check_models(models)
     dataset = _as_dataset(data)
     for name in attacks:
-        attack_name_parts(name)
+        parse_attack_name(name)
     eps = [check_radius(radius, "eps") for radius in eps]
     if not eps:
         raise ValueError("give at least one eps")
@@ -412,46 +414,31 @@ def evaluate_defense(
         "batch_size": batch_size,
         "seed": seed,
     }
-    store = None
-    if out is not None:
-        fingerprint = {
-            **settings,
-            "data": data_identity(dataset, count),
-            "models": {n: state_digest(m) for n, m in models.items()},
-        }
-        store = ResultStore(Path(out) / "results.json", fingerprint)
-        store.meta["settings"] = settings
-    units: dict[str, Any] = store.units if store is not None else {}
-    seconds: dict[str, float] = store.meta.setdefault("seconds", {}) if store is not None else {}
-
-    def measure(key: str, compute) -> Any:
-        if key not in units:
-            start = time.perf_counter()
-            value = compute()
-            seconds[key] = time.perf_counter() - start
-            if store is not None:
-                store.put(key, value)
-            else:
-                units[key] = value
-        return units[key]
-
+    fingerprint = {
+        **settings,
+        "data": data_identity(dataset, count),
+        "models": {n: state_digest(m) for n, m in models.items()},
+    }
     evaluated = Subset(dataset, range(count))
     results: dict[str, dict[str, Any]] = {}
-    for name, model in models.items():
-        with frozen(model):
-            setting = Setting(
-                model,
-                evaluated,
-                batch_size,
-                num_classes,
-                {"region": mask},
-                Workers(device=device),
-                progress,
-            )
-            results[name] = _evaluate_model(name, setting, measure, settings, mask)
-    report = DefenseReport(settings, results, dict(seconds))
-    if out is not None:
-        report.save(out)
+    with Run(out) as run:  # out=None: kept in memory
+        store = run.results(fingerprint)
+        store.meta["settings"] = settings
+        for name, model in models.items():
+            with frozen(model):
+                setting = Setting(
+                    model,
+                    evaluated,
+                    batch_size,
+                    num_classes,
+                    {"region": mask},
+                    Workers(device=device),
+                    progress,
+                )
+                results[name] = _evaluate_model(name, setting, store.unit, settings, mask)
+        report = DefenseReport(settings, results, dict(store.meta.get("seconds", {})))
+        if out is not None:
+            report.save(out)
     return report
 
 
@@ -496,7 +483,7 @@ def _evaluate_model(name, setting: Setting, measure, settings: dict, mask) -> di
     rankings: dict[str, object] = {}  # the region's ranking, made only if an attack unit needs it
 
     def region_ranking(attack_name: str):
-        if attack_name_parts(attack_name)[0] != "PositionChannelAttack":
+        if attack_class(attack_name).ranking_argument is None:
             return None
         if "region" not in rankings:
             rankings["region"] = rank(setting, "gradient", mask)
@@ -582,7 +569,7 @@ def _top_k_vs_random(setting: Setting, settings: dict) -> dict[str, Any]:
 
 
 def _attack(setting: Setting, name: str, radius: float, ranking, settings: dict, mask) -> dict:
-    attack = build_attack(
+    attack = suite_attack(
         name,
         setting.model,
         radius,
@@ -598,7 +585,6 @@ def _attack(setting: Setting, name: str, radius: float, ranking, settings: dict,
         description=f"{name} eps {radius_label(radius)}/255",
         max_images=settings["attack_images"],
         keep_examples=0,
-        whole_image_labels=name == "PGD",
         seed=settings["seed"],
     )
     return {

@@ -18,11 +18,13 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from regionattack import regions
-from regionattack._checks import IGNORE_INDEX, check_radius
+from regionattack._checks import IGNORE_INDEX
 from regionattack._state import forked_rng, frozen
 from regionattack.ablation import ablate_channels, ablated_predictions
+from regionattack.attacks.base import attack_with_clean
+from regionattack.attacks.registry import ATTACKS, build_attack, parse_attack_name
 from regionattack.bench.distributed import Workers
-from regionattack.latent import find_layer, model_logits, predicted_classes
+from regionattack.latent import find_layer, predict
 from regionattack.metrics import (
     MaskedConfusions,
     region_specificity,
@@ -40,17 +42,6 @@ from regionattack.ranking import (
 REGION_NAMES = (*regions.NAMES, "cell")
 #: Fractions of the latent channels zeroed in the ablation sweep (1, 2.5, 5, 10 and 20%).
 K_FRACTIONS = (0.01, 0.025, 0.05, 0.10, 0.20)
-#: The attack names the benchmark accepts (options in brackets, e.g. ``CosPGD[apgd]``).
-ATTACKS = (
-    "RegionAttack",
-    "PositionChannelAttack",
-    "RegionPGD",
-    "SegPGD",
-    "CosPGD",
-    "SEA",
-    "PGD",
-    "UniformNoise",
-)
 
 
 def in_255ths(eps: float) -> float:
@@ -173,11 +164,9 @@ def _sum_all(confusions: Sequence[MaskedConfusions], workers: Workers) -> None:
 def evaluate_clean(setting: Setting) -> MaskedConfusions:
     """Confusion matrices of the model's clean predictions."""
     confusions = MaskedConfusions(setting.num_classes, setting.masks)
-    with frozen(setting.model), torch.no_grad():
+    with frozen(setting.model):
         for images, labels in setting.iterate("clean"):
-            confusions.update(
-                predicted_classes(model_logits(setting.model(images), images.shape[-2:])), labels
-            )
+            confusions.update(predict(setting.model, images), labels)
     _sum_all([confusions], setting.workers)
     return confusions
 
@@ -288,17 +277,17 @@ def ablation_sweep(
     confusions = [MaskedConfusions(setting.num_classes, setting.masks) for _ in selections]
     channel_sets = [s.channels for s in selections]
     timings: dict[str, float] = {}
+    timed = [s.channels for s in selections if s.k > 0][:timing_configs]
     start = time.perf_counter()
     for batch, (images, labels) in enumerate(setting.iterate("ablation sweep")):
-        if batch == 0 and timing_configs:  # after one untimed forward pass (warm-up)
-            timed = [s.channels for s in selections if s.k > 0][:timing_configs]
+        if batch == 0 and timed:  # after one untimed forward pass (warm-up)
             naive = _naive_seconds(setting.model, images, timed)
         mark = time.perf_counter()
         predictions = ablated_predictions(setting.model, images, channel_sets)
         cached = time.perf_counter() - mark
         for confusion, preds in zip(confusions, predictions, strict=True):
             confusion.update(preds, labels)
-        if batch == 0 and timing_configs:
+        if batch == 0 and timed:
             timings["naive_seconds_per_config"] = naive
             timings["cached_seconds_per_config"] = cached / len(channel_sets)
             timings["speedup"] = naive / timings["cached_seconds_per_config"]
@@ -314,7 +303,7 @@ def _naive_seconds(model: nn.Module, images: torch.Tensor, channel_sets: list) -
         start = time.perf_counter()
         for channels in channel_sets:
             with ablate_channels(model, channels):
-                predicted_classes(model_logits(model(images), images.shape[-2:]))
+                predict(model, images)
     return (time.perf_counter() - start) / len(channel_sets)
 
 
@@ -341,16 +330,14 @@ def run_attack(
     description: str,
     max_images: int | None = None,
     keep_examples: int = 4,
-    whole_image_labels: bool = False,
     seed: int = 0,
 ) -> AttackOutcome:
     """Attack this shard's images; sums of the metrics over all processes.
 
-    ``region`` is the (H, W) mask the attack targets (measured as ``"region"``). With
-    ``whole_image_labels`` the 255 pixels of the labels are replaced by the clean prediction
-    (``torchattacks.PGD``'s cross-entropy does not ignore 255). Each batch's attack runs with torch's
-    global generator seeded with ``seed`` (and restored afterwards), so attacks that draw their
-    random start from it (torchattacks) repeat across runs.
+    ``region`` is the (H, W) mask the attack targets (measured as ``"region"``). The clean
+    predictions are handed to the attack (``clean=``) when it takes them, so it does not compute
+    them again. Each batch's attack runs with torch's global generator seeded with ``seed`` (and
+    restored afterwards), so attacks that draw from it (torchattacks') repeat across runs.
     """
     masks = {"region": region}
     clean_counts = MaskedConfusions(setting.num_classes, masks)
@@ -361,17 +348,12 @@ def run_attack(
     examples = None
     inside = region.to(setting.workers.device)
     for images, labels in setting.iterate(description, max_images):
-        with torch.no_grad():
-            clean = predicted_classes(model_logits(setting.model(images), images.shape[-2:]))
-        given = torch.where(labels == IGNORE_INDEX, clean, labels) if whole_image_labels else labels
+        clean = predict(setting.model, images)
         with seeded_global_rng(seed, images.device):
             start = time.perf_counter()
-            adversarial = attack(images, given)
+            adversarial = attack_with_clean(attack, images, labels, clean)
             seconds += time.perf_counter() - start
-        with torch.no_grad():
-            preds = predicted_classes(
-                model_logits(setting.model(adversarial), adversarial.shape[-2:])
-            )
+        preds = predict(setting.model, adversarial)
         clean_counts.update(clean, labels)
         attacked_counts.update(preds, labels)
         valid = labels != IGNORE_INDEX
@@ -402,61 +384,17 @@ def run_attack(
     )
 
 
-def attack_name_parts(name: str) -> tuple[str, dict[str, object]]:
-    """Split an attack name of the suite into its class and constructor options.
-
-    Options go in brackets, several joined by ``+``: an optimizer (``pgd``, ``apgd``) for the
-    attacks that take one (RegionAttack, RegionPGD, SegPGD, CosPGD, PositionChannelAttack),
-    RegionAttack's objective (``segmentation``, ``channels``, ``both``) and SEA's losses
-    (``mce``, ``mce-bal``, ``js``): ``"CosPGD[apgd]"``, ``"RegionAttack[channels+apgd]"``,
-    ``"SEA[mce]"`` (APGD on the masked cross-entropy alone).
-
-    Raises:
-        ValueError: For an unknown attack, an option the attack does not take, or an option
-            given twice.
+def attack_class(name: str) -> type:
+    """The registered class of an attack name (options in brackets allowed).
 
     Example:
-        >>> attack_name_parts("RegionAttack[channels+apgd]")
-        ('RegionAttack', {'objective': 'channels', 'optimizer': 'apgd'})
-        >>> attack_name_parts("SEA[mce+js]"), attack_name_parts("PGD")
-        (('SEA', {'losses': ('mce', 'js')}), ('PGD', {}))
+        >>> attack_class("CosPGD[apgd]").__name__, attack_class("PGD").whole_image
+        ('CosPGD', True)
     """
-    from regionattack.attacks.base import OPTIMIZERS
-    from regionattack.attacks.region_attack import OBJECTIVES
-    from regionattack.attacks.sea import SEA_LOSSES
-
-    base, bracket, rest = str(name).partition("[")
-    if base not in ATTACKS or (bracket and not rest.endswith("]")):
-        raise ValueError(
-            f"unknown attack {name!r}; choose from {list(ATTACKS)}, with options in brackets "
-            "joined by '+' (e.g. CosPGD[apgd], RegionAttack[channels+apgd], SEA[mce])"
-        )
-    takes: dict[str, tuple[str, ...]] = {}
-    if base in ("RegionAttack", "RegionPGD", "SegPGD", "CosPGD", "PositionChannelAttack"):
-        takes["optimizer"] = OPTIMIZERS
-    if base == "RegionAttack":
-        takes["objective"] = OBJECTIVES
-    options: dict[str, object] = {}
-    losses: list[str] = []
-    for option in rest[:-1].split("+") if bracket else []:
-        if base == "SEA" and option in SEA_LOSSES and option not in losses:
-            losses.append(option)
-            continue
-        key = next((key for key, values in takes.items() if option in values), None)
-        if key is None or key in options:
-            allowed = [value for values in takes.values() for value in values]
-            allowed += list(SEA_LOSSES) if base == "SEA" else []
-            raise ValueError(
-                f"unknown attack option {option!r} in {name!r} (not an option of {base}, or given twice; "
-                f"options: {allowed or 'none'})"
-            )
-        options[key] = option
-    if losses:
-        options["losses"] = tuple(losses)
-    return base, options
+    return ATTACKS[parse_attack_name(name)[0]]
 
 
-def build_attack(
+def suite_attack(
     name: str,
     model: nn.Module,
     eps: float,
@@ -466,57 +404,28 @@ def build_attack(
     seed: int,
     ranking: ChannelRanking | None = None,
     options: dict | None = None,
-) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """One attack of the suite at radius ``eps`` (step ``eps / 4``) against ``region``.
+) -> nn.Module:
+    """A registered attack at radius ``eps`` against ``region``, as the bench and harness run it.
 
-    ``PGD`` is ``torchattacks.PGD`` on the whole image; ``UniformNoise`` the reference of random
-    noise of the same radius on the whole image; ``SEA`` the region-masked ensemble (``steps``
-    APGD steps per loss); options in brackets set the optimizer, RegionAttack's objective or
-    SEA's losses (see :func:`attack_name_parts`); ``PositionChannelAttack`` needs the
-    ``ranking`` of the region's channels. ``options`` go to the attack's constructor (e.g.
-    ``{"outside_weight": 2.0}``).
+    :func:`~regionattack.attacks.build_attack` with, for an attack that takes a ranking of its
+    region's channels (its ``ranking_argument``), ``ranking``; ``options`` go to the constructor.
+
+    Raises:
+        ValueError: For an unknown attack or option, or a missing ranking.
 
     Example:
         >>> from regionattack.models import TinySegmenter
-        >>> attack = build_attack("CosPGD[apgd]", TinySegmenter(), 8 / 255, None, steps=2, seed=0)
+        >>> attack = suite_attack("CosPGD[apgd]", TinySegmenter(), 8 / 255, None, steps=2, seed=0)
         >>> type(attack).__name__, attack.optimizer
         ('CosPGD', 'apgd')
     """
-    import torchattacks
-
-    from regionattack.attacks import (
-        SEA,
-        CosPGD,
-        PositionChannelAttack,
-        RegionAttack,
-        RegionPGD,
-        SegPGD,
-        UniformNoise,
-    )
-
-    base, named = attack_name_parts(name)
-    check_radius(eps, "eps")
-    given = {**named, **(options or {})}
-    common = {"eps": eps, "alpha": eps / 4, "steps": steps, "seed": seed, **given}
-    if base == "RegionAttack":
-        return RegionAttack(model, region, **common)
-    if base == "RegionPGD":
-        return RegionPGD(model, region, **common)
-    if base == "SegPGD":
-        return SegPGD(model, region=region, **common)
-    if base == "CosPGD":
-        return CosPGD(model, region=region, **common)
-    if base == "PositionChannelAttack":
+    options = dict(options or {})
+    takes = attack_class(name).ranking_argument
+    if takes is not None:
         if ranking is None:
-            raise ValueError("PositionChannelAttack needs the ranking of the region's channels")
-        return PositionChannelAttack(model, ranking, **common)
-    if base == "SEA":
-        return SEA(model, eps=eps, steps=steps, region=region, seed=seed, **given)
-    if base == "UniformNoise":
-        return UniformNoise(model, eps=eps, seed=seed, **given)
-    if given:
-        raise ValueError(f"options are not used by torchattacks.PGD; got {given}")
-    return torchattacks.PGD(model, eps=eps, alpha=eps / 4, steps=steps, random_start=True)
+            raise ValueError(f"{name} needs the ranking of the region's channels")
+        options[takes] = ranking
+    return build_attack(name, model, eps=eps, steps=steps, region=region, seed=seed, **options)
 
 
 def summarize_attack(outcome: AttackOutcome) -> dict[str, float]:
@@ -570,8 +479,8 @@ def ranking_fidelity(
     estimate = None
     seen = 0
     for images, _ in setting.iterate("ranking fidelity"):
-        with frozen(setting.model), torch.no_grad():
-            clean = predicted_classes(model_logits(setting.model(images), images.shape[-2:]))
+        with frozen(setting.model):
+            clean = predict(setting.model, images)
         weights = mean_weights(cells[:, None], torch.ones_like(clean, dtype=torch.bool))
 
         def cell_losses(logits: torch.Tensor, weights=weights, clean=clean) -> torch.Tensor:

@@ -30,17 +30,16 @@ from regionattack._checks import (
 )
 from regionattack._files import torch_save_atomic
 from regionattack._state import frozen
+from regionattack.attacks.registry import parse_attack_name
 from regionattack.bench.distributed import Workers, start_workers, stop_workers
 from regionattack.bench.environment import environment
 from regionattack.bench.experiments import (
-    ATTACKS,
     REGION_NAMES,
     Selection,
     Setting,
     ablation_ks,
     ablation_sweep,
-    attack_name_parts,
-    build_attack,
+    attack_class,
     channel_selections,
     evaluate_clean,
     in_255ths,
@@ -49,15 +48,29 @@ from regionattack.bench.experiments import (
     ranking_fidelity,
     region_mask,
     run_attack,
+    suite_attack,
     summarize_attack,
 )
 from regionattack.bench.identity import data_identity
+from regionattack.bench.run import Run, entered
 from regionattack.bench.store import ResultStore
 from regionattack.metrics import MaskedConfusions
 from regionattack.normalization import IMAGENET_MEAN, IMAGENET_STD
 from regionattack.ranking import ChannelRanking
 
 logger = logging.getLogger(__name__)
+
+#: The attacks a benchmark runs unless told otherwise (any registered name may be given).
+DEFAULT_ATTACKS = (
+    "RegionAttack",
+    "PositionChannelAttack",
+    "RegionPGD",
+    "SegPGD",
+    "CosPGD",
+    "SEA",
+    "PGD",
+    "UniformNoise",
+)
 
 # name -> (method, region); "cell" is the top-left quadrant (cell 0 of a 2 x 2 grid).
 RANKINGS = {
@@ -91,7 +104,7 @@ class BenchConfig:
     batch_size: int = 8
     eps: tuple[float, ...] = (2 / 255, 4 / 255, 8 / 255)
     attack_steps: int = 10
-    attacks: tuple[str, ...] = ATTACKS
+    attacks: tuple[str, ...] = DEFAULT_ATTACKS
     attack_region: str = "left"
     random_draws: int = 5
     fidelity_channels: int = 32
@@ -117,7 +130,7 @@ class BenchConfig:
         if check_seed(self.seed) is None:
             raise TypeError("seed must be an int; got None")
         for name in self.attacks:
-            attack_name_parts(name)
+            parse_attack_name(name)
         for name in self.rankings:
             check_choice(name, "ranking", list(RANKINGS))
         check_choice(self.attack_region, "attack_region", REGION_NAMES)
@@ -221,7 +234,7 @@ def _attack_row(name: str, eps: float, config: BenchConfig, outcome) -> dict:
         "attack": name,
         "eps": eps,
         "eps_255": in_255ths(eps),
-        "region": "image" if name in ("PGD", "UniformNoise") else config.attack_region,
+        "region": "image" if attack_class(name).whole_image else config.attack_region,
         "measured_region": config.attack_region,
         "steps": config.attack_steps,
         **summarize_attack(outcome),
@@ -231,8 +244,14 @@ def _attack_row(name: str, eps: float, config: BenchConfig, outcome) -> dict:
 def run_benchmark(config: BenchConfig) -> dict:
     """Run (or resume) the benchmark; write results.json, report.md and figures to ``config.out``.
 
+    The output folder is locked first: a second process on it is refused at once (see
+    :class:`~regionattack.bench.run.Run`).
+
     Returns:
         The assembled results (also on processes other than rank 0).
+
+    Raises:
+        FolderInUse: While another process runs in ``config.out``.
     """
     from regionattack.data import check_size_divisible, load_dataset
 
@@ -240,25 +259,24 @@ def run_benchmark(config: BenchConfig) -> dict:
     config.validate_sources()
     workers = start_workers(config.device)
     try:
-        start = time.perf_counter()
-        model, checkpoint_meta = load_model(config)
-        model = model.to(workers.device).eval()  # the bench's own model
-        size = config.size or checkpoint_meta.get("size")
-        if size is None:
-            raise ValueError("give --size HEIGHTxWIDTH (the checkpoint does not record one)")
-        size = check_size_divisible(tuple(size), config.stride)
-        dataset = load_dataset(
-            config.dataset, config.root, config.split, size=size, max_images=config.max_images
-        )
-        model_meta = {
-            "checkpoint_meta": checkpoint_meta,
-            "checkpoint_sha256": checkpoint_digest(config.checkpoint)
-            if config.checkpoint
-            else None,
-        }
-        return run_experiments(
-            config, model, dataset, workers=workers, model_meta=model_meta, start=start
-        )
+        with Run(config.out, writer=workers.is_main) as run:
+            start = time.perf_counter()
+            model, checkpoint_meta = load_model(config)
+            model = model.to(workers.device).eval()  # the bench's own model
+            size = config.size or checkpoint_meta.get("size")
+            if size is None:
+                raise ValueError("give --size HEIGHTxWIDTH (the checkpoint does not record one)")
+            size = check_size_divisible(tuple(size), config.stride)
+            dataset = load_dataset(
+                config.dataset, config.root, config.split, size=size, max_images=config.max_images
+            )
+            model_meta = {
+                "checkpoint_meta": checkpoint_meta,
+                "checkpoint_sha256": checkpoint_digest(config.checkpoint)
+                if config.checkpoint
+                else None,
+            }
+            return _experiments(config, model, dataset, workers, model_meta, start, run)
     finally:
         stop_workers()
 
@@ -270,7 +288,7 @@ def run_experiments(
     *,
     workers: Workers | None = None,
     model_meta: dict | None = None,
-    start: float | None = None,
+    run: Run | None = None,
 ) -> dict:
     """Run (or resume) every experiment of ``config`` on ``model`` over ``dataset``.
 
@@ -278,7 +296,7 @@ def run_experiments(
     images. ``dataset`` yields ``(image, label)`` pairs of one size; its ``classes`` attribute
     (when present) names the classes, else the model's output decides their number.
     ``model_meta`` is recorded under ``meta["model"]``. Writes ``results.json``, ``report.md``
-    and figures to ``config.out``.
+    and figures to ``config.out``, holding its lock (or inside ``run``, when the caller holds it).
 
     The model is evaluated in eval mode and left as it was (training flags, ``requires_grad``,
     buffers); it must already be on ``workers.device`` (by default the model's device).
@@ -288,8 +306,20 @@ def run_experiments(
     """
     config.validate()
     workers = workers or Workers(device=model_device(model, torch.device("cpu")))
-    with frozen(model):
-        return _experiments(config, model, dataset, workers, model_meta, start)
+    with entered(run, config.out, writer=workers.is_main) as held:
+        return _experiments(config, model, dataset, workers, model_meta, time.perf_counter(), held)
+
+
+@dataclass
+class _Context:
+    """What the experiments of one run share."""
+
+    config: BenchConfig
+    setting: Setting
+    store: ResultStore
+    out: Path
+    size: tuple[int, int]
+    num_channels: int
 
 
 def _experiments(
@@ -298,31 +328,56 @@ def _experiments(
     dataset: Dataset,
     workers: Workers,
     model_meta: dict | None,
-    start: float | None,
+    start: float,
+    run: Run,
 ) -> dict:
-    start = time.perf_counter() if start is None else start
-    out = Path(config.out)
+    with frozen(model):
+        context, num_classes = _open(config, model, dataset, workers, model_meta, run)
+        context.store.meta.setdefault("timings", {})["setup_seconds"] = time.perf_counter() - start
+        context.store.unit("clean", lambda: _clean(context))
+        rankings = _rankings(context)
+        context.store.unit("ablation", lambda: _ablation(context, rankings))
+        _attacks(context, rankings)
+        _fidelity(context, rankings)
+    store = context.store
+    store.meta["timings"]["total_seconds_this_run"] = time.perf_counter() - start
+    store.write()
+    results = assemble(store.units) | {"meta": store.meta}
+    if workers.is_main:
+        from regionattack.bench.report import write_report
+
+        write_report(results, context.out, num_classes=num_classes, region=config.attack_region)
+    workers.barrier()
+    return results
+
+
+def _open(
+    config: BenchConfig,
+    model: torch.nn.Module,
+    dataset: Dataset,
+    workers: Workers,
+    model_meta: dict | None,
+    run: Run,
+) -> tuple[_Context, int]:
+    """The evaluated images, the model's shapes and the run's results, checked against each other."""
+    from regionattack.latent import latent_of, model_logits
+
     if config.max_images is not None and config.max_images < len(dataset):
         dataset = Subset(dataset, range(config.max_images))
     if len(dataset) == 0:
         raise ValueError("no images to evaluate")
     size = tuple(dataset[0][0].shape[-2:])
     with torch.no_grad():
-        probe = model(torch.zeros(1, 3, *size, device=workers.device))
-    from regionattack.latent import latent_of, model_logits
-
+        predicted = model_logits(model(torch.zeros(1, 3, *size, device=workers.device))).shape[1]
     classes = getattr(dataset, "classes", None) or getattr(
         getattr(dataset, "dataset", None), "classes", None
     )
-    num_classes = len(classes) if classes else model_logits(probe).shape[1]
-    if model_logits(probe).shape[1] != num_classes:
+    num_classes = len(classes) if classes else predicted
+    if predicted != num_classes:
         raise ValueError(
-            f"the model predicts {model_logits(probe).shape[1]} classes but {config.dataset} has "
-            f"{num_classes}"
+            f"the model predicts {predicted} classes but {config.dataset} has {num_classes}"
         )
     num_channels = latent_of(model, torch.zeros(1, 3, *size, device=workers.device)).shape[1]
-
-    attacked_region = region_mask(config.attack_region, size)
     masks = {name: region_mask(name, size) for name in ("left", "center", "cell")}
     setting = Setting(
         model, dataset, config.batch_size, num_classes, masks, workers, config.progress
@@ -330,9 +385,7 @@ def _experiments(
     fingerprint = config.fingerprint(
         data=data_identity(dataset, len(dataset)), model=state_digest(model), size=size
     )
-    store = ResultStore(
-        out / "results.json", fingerprint, assemble=assemble, writer=workers.is_main
-    )
+    store = run.results(fingerprint, assemble=assemble)
     store.meta.update(
         {
             "environment": environment(workers.device, world_size=workers.world_size),
@@ -342,136 +395,152 @@ def _experiments(
             "classes": list(classes) if classes else None,
         }
     )
-    store.meta.setdefault("timings", {})
-    timings = store.meta["timings"]
-    timings["setup_seconds"] = time.perf_counter() - start
+    context = _Context(config, setting, store, Path(config.out), size, num_channels)
+    return context, num_classes
 
-    if "clean" not in store:
-        mark = time.perf_counter()
-        mious = evaluate_clean(setting).mious()
-        timings["clean_seconds"] = time.perf_counter() - mark
-        store.put(
-            "clean",
-            {**_part_mious(mious), "images": len(dataset)},
-        )
 
-    rankings: dict[str, ChannelRanking] = {}
+def _clean(context: _Context) -> dict:
+    mious = evaluate_clean(context.setting).mious()
+    return {**_part_mious(mious), "images": len(context.setting.dataset)}
+
+
+def _wanted_rankings(config: BenchConfig) -> dict[str, tuple[str, str | None]]:
+    """The rankings to make: those asked for, and the attacked region's for attacks that take one."""
     wanted = {name: RANKINGS[name] for name in config.rankings}
-    if any(
-        attack_name_parts(name)[0] == "PositionChannelAttack" for name in config.attacks
-    ):  # ranks the attack's region when not listed
+    if any(attack_class(name).ranking_argument for name in config.attacks):
         wanted.setdefault(f"gradient-{config.attack_region}", ("gradient", config.attack_region))
-    for name, (method, region) in wanted.items():
+    return wanted
+
+
+def _rankings(context: _Context) -> dict[str, ChannelRanking]:
+    """Every ranking of the run; each is a unit, its scores kept in ``rankings/NAME.json``."""
+    rankings: dict[str, ChannelRanking] = {}
+    for name, (method, region) in _wanted_rankings(context.config).items():
+        path = context.out / "rankings" / f"{name}.json"
         key = f"ranking/{name}"
-        path = out / "rankings" / f"{name}.json"
-        if key in store and path.exists():
+        if key in context.store and path.exists():
             rankings[name] = ChannelRanking.load(path)
             continue
-        mark = time.perf_counter()
-        if method == "flip" or region is None:
-            rankings[name] = rank(setting, method, region)
-        else:
-            rankings[name] = rank(setting, method, region_mask(region, size))
-        if workers.is_main:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            rankings[name].save(path)
-        timings[f"rank_{name}_seconds"] = time.perf_counter() - mark
-        store.put(
-            key,
-            {
-                "file": str(path.relative_to(out)),
-                "top10": rankings[name].top(min(10, num_channels)).tolist(),
-            },
-        )
+        context.store.units.pop(key, None)  # its file is gone: rank again
 
-    if "ablation" not in store:
-        labelled = [(RANKINGS[name][1] or "overall", rankings[name]) for name in config.rankings]
-        selections = channel_selections(
-            labelled,
-            ablation_ks(num_channels),
-            num_channels,
-            random_draws=config.random_draws,
-            seed=config.seed,
-        )
-        confusions, sweep = ablation_sweep(setting, selections)
-        if workers.is_main:
-            logger.info(
-                "ablation sweep: %d configurations, %.1f s; cached latent %.3f s/config vs full "
-                "forward %.3f s/config: %.1fx faster",
-                len(selections),
-                sweep["seconds"],
-                sweep.get("cached_seconds_per_config", float("nan")),
-                sweep.get("naive_seconds_per_config", float("nan")),
-                sweep.get("speedup", float("nan")),
-            )
-        rows = [
-            _ablation_row(selection, confusion, num_channels)
-            for selection, confusion in zip(selections, confusions, strict=True)
-        ]
-        store.put("ablation", {"rows": rows, "timings": sweep})
+        def compute(name=name, method=method, region=region, path=path) -> dict:
+            mask = None if method == "flip" or region is None else region_mask(region, context.size)
+            ranking = rank(context.setting, method, region if mask is None else mask)
+            if context.setting.workers.is_main:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                ranking.save(path)
+            rankings[name] = ranking
+            top = ranking.top(min(10, context.num_channels)).tolist()
+            return {"file": str(path.relative_to(context.out)), "top10": top}
 
-    attack_images = config.attack_images or config.max_images
+        context.store.unit(key, compute)
+    return rankings
+
+
+def _ablation(context: _Context, rankings: dict[str, ChannelRanking]) -> dict:
+    config = context.config
+    labelled = [(RANKINGS[name][1] or "overall", rankings[name]) for name in config.rankings]
+    selections = channel_selections(
+        labelled,
+        ablation_ks(context.num_channels),
+        context.num_channels,
+        random_draws=config.random_draws,
+        seed=config.seed,
+    )
+    confusions, sweep = ablation_sweep(context.setting, selections)
+    if context.setting.workers.is_main:
+        logger.info(
+            "ablation sweep: %d configurations, %.1f s; cached latent %.3f s/config vs full "
+            "forward %.3f s/config: %.1fx faster",
+            len(selections),
+            sweep["seconds"],
+            sweep.get("cached_seconds_per_config", float("nan")),
+            sweep.get("naive_seconds_per_config", float("nan")),
+            sweep.get("speedup", float("nan")),
+        )
+    rows = [
+        _ablation_row(selection, confusion, context.num_channels)
+        for selection, confusion in zip(selections, confusions, strict=True)
+    ]
+    return {"rows": rows, "timings": sweep}
+
+
+def _attacks(context: _Context, rankings: dict[str, ChannelRanking]) -> None:
+    """Each attack at each radius, a unit each; the first images kept in ``examples/``."""
+    config = context.config
+    region = region_mask(config.attack_region, context.size)
     for eps in config.eps:
         label = radius_label(eps)
         for name in config.attacks:
-            key = f"attack/{name}/{label}"
-            if key in store:
-                continue
-            attack = build_attack(
-                name,
-                model,
-                eps,
-                attacked_region,
-                steps=config.attack_steps,
-                seed=config.seed,
-                ranking=rankings.get(f"gradient-{config.attack_region}"),
+            context.store.unit(
+                f"attack/{name}/{label}",
+                lambda name=name, eps=eps, label=label: _attack(
+                    context, name, eps, label, region, rankings
+                ),
             )
-            outcome = run_attack(
-                setting,
-                attack,
-                attacked_region,
-                description=f"{name} eps {label}/255",
-                max_images=attack_images,
-                whole_image_labels=name == "PGD",
-                seed=config.seed,
-            )
-            if workers.is_main and outcome.examples is not None:
-                torch_save_atomic(outcome.examples, out / "examples" / f"{name}-{label}.pt")
-            row = _attack_row(name, eps, config, outcome)
-            store.put(key, row)
-            if workers.is_main:
-                logger.info(
-                    "%s eps %s/255: mIoU inside %.3f (drop %.3f), outside %.3f (drop %.3f), "
-                    "specificity %.1f, %.2f s/image",
-                    name,
-                    label,
-                    row["miou_inside"],
-                    row["drop_inside"],
-                    row["miou_outside"],
-                    row["drop_outside"],
-                    row["specificity"],
-                    row["seconds_per_image"],
-                )
 
-    fidelity_rankings = {name: rankings[name] for name in ("flip", "gradient") if name in rankings}
-    if "fidelity" not in store and config.fidelity_channels and len(fidelity_rankings) == 2:
-        mark = time.perf_counter()
-        generator = torch.Generator().manual_seed(config.seed)
-        count = min(config.fidelity_channels, num_channels)
-        sample = torch.randperm(num_channels, generator=generator)[:count].sort().values
-        result = ranking_fidelity(setting, fidelity_rankings, sample)
-        result["seconds"] = time.perf_counter() - mark
-        store.put("fidelity", result)
 
-    timings["total_seconds_this_run"] = time.perf_counter() - start
-    store.write()
-    results = assemble(store.units) | {"meta": store.meta}
+def _attack(
+    context: _Context,
+    name: str,
+    eps: float,
+    label: str,
+    region: torch.Tensor,
+    rankings: dict[str, ChannelRanking],
+) -> dict:
+    config, workers = context.config, context.setting.workers
+    attack = suite_attack(
+        name,
+        context.setting.model,
+        eps,
+        region,
+        steps=config.attack_steps,
+        seed=config.seed,
+        ranking=rankings.get(f"gradient-{config.attack_region}"),
+    )
+    outcome = run_attack(
+        context.setting,
+        attack,
+        region,
+        description=f"{name} eps {label}/255",
+        max_images=config.attack_images or config.max_images,
+        seed=config.seed,
+    )
+    if workers.is_main and outcome.examples is not None:
+        torch_save_atomic(outcome.examples, context.out / "examples" / f"{name}-{label}.pt")
+    row = _attack_row(name, eps, config, outcome)
     if workers.is_main:
-        from regionattack.bench.report import write_report
+        logger.info(
+            "%s eps %s/255: mIoU inside %.3f (drop %.3f), outside %.3f (drop %.3f), "
+            "specificity %.1f, %.2f s/image",
+            name,
+            label,
+            row["miou_inside"],
+            row["drop_inside"],
+            row["miou_outside"],
+            row["drop_outside"],
+            row["specificity"],
+            row["seconds_per_image"],
+        )
+    return row
 
-        write_report(results, out, num_classes=num_classes, region=config.attack_region)
-    workers.barrier()
-    return results
+
+def _fidelity(context: _Context, rankings: dict[str, ChannelRanking]) -> None:
+    """Ranking fidelity, when both the flip and the gradient rankings were made."""
+    config = context.config
+    chosen = {name: rankings[name] for name in ("flip", "gradient") if name in rankings}
+    if not config.fidelity_channels or len(chosen) != 2:
+        return
+
+    def compute() -> dict:
+        generator = torch.Generator().manual_seed(config.seed)
+        count = min(config.fidelity_channels, context.num_channels)
+        sample = torch.randperm(context.num_channels, generator=generator)[:count].sort().values
+        start = time.perf_counter()
+        result = ranking_fidelity(context.setting, chosen, sample)
+        return {**result, "seconds": time.perf_counter() - start}
+
+    context.store.unit("fidelity", compute)
 
 
 def checkpoint_digest(path: str) -> str:

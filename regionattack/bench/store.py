@@ -11,20 +11,25 @@ truncated one.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from regionattack._files import write_json
 
+logger = logging.getLogger(__name__)
+
 
 class ResultStore:
     """Finished units of a benchmark, persisted in ``path``.
 
     Args:
-        path: The JSON file (created with its folder on the first write).
+        path: The JSON file (created with its folder on the first write); None keeps the units
+            in memory only.
         fingerprint: Everything that determines the results (model, data, settings). A file with
             another fingerprint is never mixed with this run.
         assemble: Builds the file's top-level fields from the units (called before each write).
@@ -44,18 +49,23 @@ class ResultStore:
 
     def __init__(
         self,
-        path: str | os.PathLike,
+        path: str | os.PathLike | None,
         fingerprint: dict[str, Any],
         *,
         assemble: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
         writer: bool = True,
     ):
-        self.path = Path(path)
+        self.path = None if path is None else Path(path)
         self.fingerprint = json.loads(json.dumps(fingerprint, default=str))
         self.assemble = assemble
-        self.writer = writer
+        self.writer = writer and path is not None
         self.meta: dict[str, Any] = {}
         self.units: dict[str, Any] = {}
+        if self.path is not None:
+            self._read()
+
+    def _read(self) -> None:
+        """Take the units of an earlier run from ``path``, refusing another configuration."""
         for folder in (self.path.parent, *self.path.parent.parents):
             if folder.exists() and not folder.is_dir():
                 raise ValueError(f"{folder} is a file; the results go in a folder (--out DIR)")
@@ -96,6 +106,27 @@ class ResultStore:
         """Record a finished unit and rewrite the file atomically."""
         self.units[key] = _plain(json.loads(json.dumps(value, default=float)))
         self.write()
+
+    def unit(self, key: str, compute: Callable[[], Any]) -> Any:
+        """The value of unit ``key``: read back when finished before, else computed and stored.
+
+        The value is returned as stored (JSON, non-finite numbers as None), so a fresh run and a
+        resumed one see the same thing. The seconds it took go to ``meta["seconds"][key]``.
+
+        Example:
+            >>> import tempfile
+            >>> store = ResultStore(Path(tempfile.mkdtemp()) / "results.json", {})
+            >>> store.unit("drop", lambda: float("nan")), store.unit("drop", lambda: 1 / 0)
+            (None, None)
+        """
+        if key not in self.units:
+            start = time.perf_counter()
+            value = compute()
+            seconds = time.perf_counter() - start
+            self.meta.setdefault("seconds", {})[key] = seconds
+            self.put(key, value)
+            logger.info("%s done (%.1f s)", key, seconds)
+        return self.units[key]
 
     def write(self) -> None:
         """Rewrite the file (temporary file, flush, fsync, ``os.replace``)."""

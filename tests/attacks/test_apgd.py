@@ -112,12 +112,3 @@ def test_a_success_score_reported_by_the_objective_chooses_the_returned_iterate(
     expected = points[values.argmax(0), torch.arange(3)]
     assert torch.equal(adv, expected)
     assert torch.equal(adv, images)  # the start scores best here
-
-
-def test_pgd_decay_steps_shrink_linearly_from_twice_alpha(tiny_segmenter, images):
-    attack = RegionAttack(tiny_segmenter, "left", alpha=0.01, steps=4, optimizer="pgd-decay")
-    assert [round(attack.step_size(t), 6) for t in range(4)] == [0.02, 0.015, 0.01, 0.005]
-    assert RegionAttack(tiny_segmenter, "left", alpha=0.01, optimizer="pgd").step_size(3) == 0.01
-    start = RegionAttack(tiny_segmenter, "left", steps=4, seed=0, optimizer="pgd-decay")
-    start.step_size = lambda step: 0.0  # the loop takes its steps from step_size
-    assert torch.equal(start(images), start.initial_delta(images, EPS) + images)

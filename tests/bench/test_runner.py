@@ -79,7 +79,7 @@ def test_results_follow_the_documented_schema(full_run):
     clean_row = next(row for row in ablation if row["k"] == 0)
     assert clean_row["miou"] == pytest.approx(results["clean"]["miou"])
     names = [row["attack"] for row in results["attacks"]]
-    assert names == list(runner.ATTACKS)
+    assert names == list(runner.DEFAULT_ATTACKS)
     for row in results["attacks"]:
         assert set(row) >= {
             "attack",
@@ -126,7 +126,7 @@ def test_interrupted_run_resumes_with_the_same_numbers(
     monkeypatch.setattr(runner, "run_attack", interrupted)
     assert main(["bench", *bench_args(camvid, checkpoint, out)]) == 130
     partial = json.loads((out / "results.json").read_text())  # valid JSON, finished units only
-    assert [row["attack"] for row in partial["attacks"]] == list(runner.ATTACKS[:2])
+    assert [row["attack"] for row in partial["attacks"]] == list(runner.DEFAULT_ATTACKS[:2])
     assert "fidelity" not in partial
     assert not list(out.glob(".*.tmp"))
     assert "run the same command again to resume" in capsys.readouterr().err
@@ -136,7 +136,7 @@ def test_interrupted_run_resumes_with_the_same_numbers(
         runner, "run_attack", lambda *a, **k: calls.append(1) or real_run_attack(*a, **k)
     )
     assert main(["bench", *bench_args(camvid, checkpoint, out)]) == 0
-    assert len(calls) == len(runner.ATTACKS) - 2  # finished attacks were skipped
+    assert len(calls) == len(runner.DEFAULT_ATTACKS) - 2  # finished attacks were skipped
     resumed = json.loads((out / "results.json").read_text())
     assert numbers(resumed) == numbers(json.loads((full_run / "results.json").read_text()))
 
@@ -357,29 +357,3 @@ def test_run_experiments_on_a_model_and_tensors_in_memory(tiny_segmenter, tmp_pa
     assert len(results["fidelity"]["channels"]) == 3
     again = run_experiments(config, model, TensorDataset(images, labels))  # resumes
     assert numbers(again) == numbers(results)
-
-
-@pytest.mark.parametrize(
-    ("name", "expected"),
-    [
-        ("PGD", ("PGD", {})),
-        ("CosPGD[apgd]", ("CosPGD", {"optimizer": "apgd"})),
-        ("RegionAttack[both+apgd]", ("RegionAttack", {"objective": "both", "optimizer": "apgd"})),
-        ("SEA", ("SEA", {})),
-        ("SEA[mce-bal+js]", ("SEA", {"losses": ("mce-bal", "js")})),
-    ],
-)
-def test_attack_names_carry_their_options(name, expected):
-    from regionattack.bench.experiments import attack_name_parts
-
-    assert attack_name_parts(name) == expected
-
-
-@pytest.mark.parametrize(
-    "name", ["FGSM", "PGD[apgd]", "SEA[apgd]", "CosPGD[apgd+pgd]", "SEA[js+js]", "CosPGD[apgd"]
-)
-def test_attack_names_with_options_an_attack_does_not_take_are_refused(name):
-    from regionattack.bench.experiments import attack_name_parts
-
-    with pytest.raises(ValueError, match="unknown attack"):
-        attack_name_parts(name)
