@@ -34,10 +34,10 @@ def load_map(folder: Path) -> dict:
     missing = [i for i in range(rows * cols) if f"cell/{i}" not in units]
     if missing:
         raise ValueError(f"{folder}: cells {missing} are not finished; rerun regionattack map")
-    return {
-        "fingerprint": fingerprint,
-        "rows": [units[f"cell/{i}"] for i in range(rows * cols)],
-    }
+    cells = [dict(units[f"cell/{i}"]) for i in range(rows * cols)]
+    for cell, drop in zip(cells, units.get("channels") or [], strict=False):
+        cell["channel_drop"] = drop  # maps since 2026-12-05 keep the channel view in one unit
+    return {"fingerprint": fingerprint, "rows": cells}
 
 
 def summarize(maps: list[dict]) -> dict:
