@@ -421,7 +421,7 @@ def _rankings(context: _Context) -> dict[str, ChannelRanking]:
         if key in context.store and path.exists():
             rankings[name] = ChannelRanking.load(path)
             continue
-        context.store.units.pop(key, None)  # its file is gone: rank again
+        context.store.forget(key)  # its file is gone: rank again
 
         def compute(name=name, method=method, region=region, path=path) -> dict:
             mask = None if method == "flip" or region is None else region_mask(region, context.size)

@@ -107,6 +107,10 @@ class ResultStore:
         self.units[key] = _plain(json.loads(json.dumps(value, default=float)))
         self.write()
 
+    def forget(self, key: str) -> None:
+        """Drop a finished unit (e.g. one whose side file is gone), so it is computed again."""
+        self.units.pop(key, None)
+
     def unit(self, key: str, compute: Callable[[], Any]) -> Any:
         """The value of unit ``key``: read back when finished before, else computed and stored.
 
