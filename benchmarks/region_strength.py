@@ -27,7 +27,7 @@ from pathlib import Path
 from benchmarks import camvid_checkpoint
 from regionattack._checks import state_digest
 from regionattack._files import write_json
-from regionattack.attacks import ATTACKS, build_attack, parse_attack_name
+from regionattack.attacks import attack_class, build_attack
 from regionattack.bench.environment import environment
 from regionattack.bench.experiments import (
     Setting,
@@ -70,7 +70,7 @@ VARIANTS: dict[str, tuple[str, dict]] = {
 #: objectives (weak: docs/results/camvid.md)
 def whole_image(variant: str) -> bool:
     """Whether the variant's attack ignores the region (the registry says; noise does)."""
-    return ATTACKS[parse_attack_name(VARIANTS[variant][0])[0]].whole_image
+    return attack_class(VARIANTS[variant][0]).whole_image
 
 
 DEFAULT_VARIANTS = tuple(

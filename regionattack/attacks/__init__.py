@@ -12,6 +12,7 @@ from regionattack.attacks.region_attack import RegionAttack
 from regionattack.attacks.region_pgd import RegionPGD
 from regionattack.attacks.registry import (
     ATTACKS,
+    attack_class,
     build_attack,
     parse_attack_name,
     register,
@@ -32,6 +33,7 @@ __all__ = [
     "SegPGD",
     "SegmentationAttack",
     "UniformNoise",
+    "attack_class",
     "build_attack",
     "parse_attack_name",
     "register",

@@ -195,6 +195,16 @@ def parse_attack_name(name: str) -> tuple[str, dict[str, Any]]:
     return base, options
 
 
+def attack_class(name: str) -> type:
+    """The registered class of an attack name (options in brackets allowed).
+
+    Example:
+        >>> attack_class("CosPGD[apgd]").__name__, attack_class("PGD").whole_image
+        ('CosPGD', True)
+    """
+    return ATTACKS[parse_attack_name(name)[0]]
+
+
 def build_attack(
     name: str,
     model: nn.Module,

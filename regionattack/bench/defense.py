@@ -41,12 +41,11 @@ from regionattack._checks import (
 )
 from regionattack._files import write_atomic
 from regionattack._state import frozen
-from regionattack.attacks.registry import parse_attack_name
+from regionattack.attacks.registry import attack_class, parse_attack_name
 from regionattack.bench.distributed import Workers
 from regionattack.bench.experiments import (
     Setting,
     ablation_sweep,
-    attack_class,
     channel_selections,
     evaluate_clean,
     in_255ths,

@@ -22,7 +22,7 @@ from regionattack._checks import IGNORE_INDEX
 from regionattack._state import forked_rng, frozen
 from regionattack.ablation import ablate_channels, ablated_predictions
 from regionattack.attacks.base import attack_with_clean
-from regionattack.attacks.registry import ATTACKS, build_attack, parse_attack_name
+from regionattack.attacks.registry import attack_class, build_attack
 from regionattack.bench.distributed import Workers
 from regionattack.latent import find_layer, predict
 from regionattack.metrics import (
@@ -382,16 +382,6 @@ def run_attack(
         seconds=float(totals[2]),
         examples=examples,
     )
-
-
-def attack_class(name: str) -> type:
-    """The registered class of an attack name (options in brackets allowed).
-
-    Example:
-        >>> attack_class("CosPGD[apgd]").__name__, attack_class("PGD").whole_image
-        ('CosPGD', True)
-    """
-    return ATTACKS[parse_attack_name(name)[0]]
 
 
 def suite_attack(

@@ -30,7 +30,7 @@ from regionattack._checks import (
 )
 from regionattack._files import torch_save_atomic
 from regionattack._state import frozen
-from regionattack.attacks.registry import parse_attack_name
+from regionattack.attacks.registry import attack_class, parse_attack_name
 from regionattack.bench.distributed import Workers, start_workers, stop_workers
 from regionattack.bench.environment import environment
 from regionattack.bench.experiments import (
@@ -39,7 +39,6 @@ from regionattack.bench.experiments import (
     Setting,
     ablation_ks,
     ablation_sweep,
-    attack_class,
     channel_selections,
     evaluate_clean,
     in_255ths,
