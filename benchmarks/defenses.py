@@ -26,7 +26,7 @@ import torch
 
 from regionattack.attacks import ATTACKS, parse_attack_name
 from regionattack.bench.defense import DEFENSE_ATTACKS, evaluate_defense
-from regionattack.bench.experiments import REGION_NAMES
+from regionattack.bench.region_names import REGION_NAMES
 from regionattack.cli import parse_radius, parse_size
 from regionattack.data import DATASETS, check_size_divisible, load_dataset
 from regionattack.models import build_from_checkpoint

@@ -76,8 +76,8 @@ from regionattack._files import write_atomic
 from regionattack.ablation import ablate_channels, ablated_predictions
 from regionattack.attacks import RegionAttack
 from regionattack.bench.environment import environment
-from regionattack.bench.experiments import ablation_ks, channel_selections
 from regionattack.bench.run import Run
+from regionattack.bench.sweep import ablation_ks, channel_selections
 from regionattack.cli import add_option_argument, parse_size
 from regionattack.latent import find_layer, latent_of, model_logits, predict, predicted_classes
 from regionattack.maps import Mapper, vulnerability_map

@@ -35,8 +35,8 @@ from regionattack import RegionAttack, UniformNoise
 from regionattack._checks import IGNORE_INDEX, state_digest
 from regionattack._files import write_json
 from regionattack.bench.environment import environment
-from regionattack.bench.experiments import region_mask
 from regionattack.bench.identity import data_identity
+from regionattack.bench.region_names import region_mask
 from regionattack.cli import parse_radii
 from regionattack.latent import model_logits
 

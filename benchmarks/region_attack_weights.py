@@ -17,12 +17,9 @@ from pathlib import Path
 from benchmarks import camvid_checkpoint
 from regionattack._files import write_json
 from regionattack.attacks import build_attack
-from regionattack.bench.experiments import (
-    Setting,
-    region_mask,
-    run_attack,
-    summarize_attack,
-)
+from regionattack.bench.attacking import run_attack, summarize_attack
+from regionattack.bench.region_names import region_mask
+from regionattack.bench.setting import Setting
 from regionattack.cli import parse_radius
 
 VARIANTS = {

@@ -28,15 +28,12 @@ from benchmarks import camvid_checkpoint
 from regionattack._checks import state_digest
 from regionattack._files import write_json
 from regionattack.attacks import attack_class, build_attack
+from regionattack.bench.attacking import run_attack, summarize_attack
 from regionattack.bench.environment import environment
-from regionattack.bench.experiments import (
-    Setting,
-    radius_label,
-    region_mask,
-    run_attack,
-    summarize_attack,
-)
 from regionattack.bench.identity import data_identity
+from regionattack.bench.radius import radius_label
+from regionattack.bench.region_names import region_mask
+from regionattack.bench.setting import Setting
 from regionattack.cli import parse_radii
 
 #: label -> (attack name of the suite, constructor options); the trade-off knob of RegionAttack

@@ -109,3 +109,25 @@ def forked_rng(device: torch.device | str | None = None) -> contextlib.AbstractC
     if device.type != "cuda":
         return torch.random.fork_rng(devices=[])
     return torch.random.fork_rng(devices=[device.index or torch.cuda.current_device()])
+
+
+@contextlib.contextmanager
+def seeded_rng(seed: int, device: torch.device | str | None = None) -> Iterator[None]:
+    """Seed torch's global generators (CPU and ``device``) for the block, then restore them.
+
+    For code that draws from the global generator (torchattacks' random starts): the block's
+    draws repeat for a given ``seed``, and the caller's random state is the same afterwards.
+
+    Example:
+        >>> before = torch.get_rng_state()
+        >>> with seeded_rng(0):
+        ...     first = torch.rand(1)
+        >>> with seeded_rng(0):
+        ...     bool(torch.rand(1) == first)
+        True
+        >>> torch.equal(torch.get_rng_state(), before)
+        True
+    """
+    with forked_rng(device):
+        torch.manual_seed(seed)
+        yield

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from regionattack._checks import IGNORE_INDEX
-from regionattack._state import forked_rng
+from regionattack._state import seeded_rng
 from regionattack.attacks.base import Problem, SegmentationAttack
 from regionattack.attacks.registry import register
 from regionattack.regions import RegionLike
@@ -75,10 +75,10 @@ class PGD(SegmentationAttack):
         labels = clean if labels is None else torch.where(labels == IGNORE_INDEX, clean, labels)
         targets = self.attack_targets(images, labels, clean)
         sign = -1.0 if self.targeted else 1.0
-        seeded = contextlib.nullcontext() if self.seed is None else forked_rng(images.device)
+        seeded = (
+            contextlib.nullcontext() if self.seed is None else seeded_rng(self.seed, images.device)
+        )
         with seeded, torch.enable_grad():
-            if self.seed is not None:
-                torch.manual_seed(self.seed)
             adv = images.clone()
             if self.random_start:
                 adv = (adv + torch.empty_like(adv).uniform_(-self.eps, self.eps)).clamp(0, 1)

@@ -42,22 +42,15 @@ from regionattack._checks import (
 from regionattack._files import write_atomic
 from regionattack._state import frozen
 from regionattack.attacks.registry import attack_class, parse_attack_name
+from regionattack.bench.attacking import run_attack, suite_attack, summarize_attack
 from regionattack.bench.distributed import Workers
-from regionattack.bench.experiments import (
-    Setting,
-    ablation_sweep,
-    channel_selections,
-    evaluate_clean,
-    in_255ths,
-    radius_label,
-    rank,
-    region_mask,
-    run_attack,
-    suite_attack,
-    summarize_attack,
-)
 from regionattack.bench.identity import data_identity
+from regionattack.bench.radius import in_255ths, radius_label
+from regionattack.bench.rankings import rank
+from regionattack.bench.region_names import region_mask
 from regionattack.bench.run import Run
+from regionattack.bench.setting import Setting, evaluate_clean
+from regionattack.bench.sweep import ablation_sweep, channel_selections
 from regionattack.latent import latent_of, model_logits
 
 __all__ = ["DEFENSE_ATTACKS", "DefenseReport", "evaluate_defense"]

@@ -8,7 +8,7 @@ import torch
 
 from regionattack._figures import new_figure, plot_ablation, plot_attacks
 from regionattack._files import write_atomic
-from regionattack.bench.experiments import region_mask
+from regionattack.bench.region_names import region_mask
 
 REGION_RANKINGS = (
     ("flip", "left"),

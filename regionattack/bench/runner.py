@@ -31,28 +31,17 @@ from regionattack._checks import (
 from regionattack._files import torch_save_atomic
 from regionattack._state import frozen
 from regionattack.attacks.registry import attack_class, parse_attack_name
+from regionattack.bench.attacking import run_attack, suite_attack, summarize_attack
 from regionattack.bench.distributed import Workers, start_workers, stop_workers
 from regionattack.bench.environment import environment
-from regionattack.bench.experiments import (
-    REGION_NAMES,
-    Selection,
-    Setting,
-    ablation_ks,
-    ablation_sweep,
-    channel_selections,
-    evaluate_clean,
-    in_255ths,
-    radius_label,
-    rank,
-    ranking_fidelity,
-    region_mask,
-    run_attack,
-    suite_attack,
-    summarize_attack,
-)
 from regionattack.bench.identity import data_identity
+from regionattack.bench.radius import in_255ths, radius_label
+from regionattack.bench.rankings import rank, ranking_fidelity
+from regionattack.bench.region_names import REGION_NAMES, region_mask
 from regionattack.bench.run import Run, entered
+from regionattack.bench.setting import Setting, evaluate_clean
 from regionattack.bench.store import ResultStore
+from regionattack.bench.sweep import Selection, ablation_ks, ablation_sweep, channel_selections
 from regionattack.metrics import MaskedConfusions
 from regionattack.normalization import IMAGENET_MEAN, IMAGENET_STD
 from regionattack.ranking import ChannelRanking

@@ -265,7 +265,7 @@ def test_the_benchmark_script_rebuilds_checkpoints_with_their_padding(tmp_path):
 def test_shift_sensitivity_is_zero_when_shifts_change_nothing():
     """Flat images look the same however they are shifted: their pooled latents do not move."""
     from regionattack.bench.defense import _shift_sensitivity
-    from regionattack.bench.experiments import Setting
+    from regionattack.bench.setting import Setting
 
     model = TinySegmenter(num_classes=3, latent_channels=8).eval()
     flat = torch.rand(8, 3, 1, 1, generator=torch.Generator().manual_seed(0)).expand(8, 3, 16, 16)
