@@ -39,6 +39,7 @@ from regionattack._checks import (
     model_device,
     state_digest,
 )
+from regionattack._figures import plot_defenses
 from regionattack._files import write_atomic
 from regionattack._state import frozen
 from regionattack.attacks.registry import attack_class, parse_attack_name
@@ -151,74 +152,25 @@ class DefenseReport:
         Returns:
             The matplotlib figure (saved to ``path`` when given).
         """
-        from regionattack._figures import new_figure
-
-        fig = new_figure((18, 3.6))
-        probe, shift, ablation, region, pgd = fig.subplots(1, 5)
-        names = list(self.models)
-        positions = torch.arange(len(names)).tolist()
-        width = 0.38
-        chance = next(iter(self.models.values()))["probe"]["chance"] if names else 0.0
-        for offset, key, label in ((-1, "probe", "plain"), (1, "probe_permuted", "permuted")):
-            values = [self.models[n][key]["accuracy"] for n in names]
-            probe.bar([p + offset * width / 2 for p in positions], values, width, label=label)
-        probe.axhline(chance, color="k", ls="--", lw=0.8, label="chance")
-        probe.set(title="position probe (held-out)", ylabel="accuracy", ylim=(0, 1))
-        shift.bar(positions, [self.models[n]["shift"]["ratio"] for n in names], width)
-        shift.axhline(1, color="k", ls="--", lw=0.8, label="= another image")
-        shift.set(title="shift sensitivity of the pooled latent", ylabel="shift / image distance")
-        bars = (("flip", "top-k flip"), ("gradient", "top-k gradient"), ("random_mean", "random"))
-        for index, (key, label) in enumerate(bars):
-            drops = [
-                self.models[n]["clean"]["miou"] - self.models[n]["ablation"][key] for n in names
-            ]
-            errors = None
-            if key == "random_mean":
-                errors = [self.models[n]["ablation"]["random_std"] for n in names]
-            offset = (index - 1) * width * 2 / 3
-            ablation.bar(
-                [p + offset for p in positions], drops, width * 2 / 3, yerr=errors, label=label
-            )
-        ablation.axhline(0, color="gray", lw=0.5)
-        ablation.set(title=f"{self.settings['k']} channels zeroed", ylabel="mIoU drop")
-        # eps 0: the clean prediction of the attacked images
         radii = [0.0, *(in_255ths(e) for e in self.settings["eps"])]
-        for model in names:
-            for name in self.settings["attacks"]:
-                rows = [
-                    self.models[model]["attacks"][f"{name}/{radius_label(e)}"]
-                    for e in self.settings["eps"]
-                ]
-                if attack_class(name).whole_image:
-                    values = [rows[0]["clean_miou"]] + [r["miou"] for r in rows]
-                    pgd.plot(radii, values, "o-", label=f"{model} {name}")
-                    continue
-                (line,) = region.plot(
-                    radii,
-                    [rows[0]["clean_miou_inside"]] + [r["miou_inside"] for r in rows],
-                    "o-",
-                    label=f"{model} {name} inside",
-                )
-                region.plot(
-                    radii,
-                    [rows[0]["clean_miou_outside"]] + [r["miou_outside"] for r in rows],
-                    "s:",
-                    color=line.get_color(),
-                    label=f"{model} {name} outside",
-                )
-        region.set(
-            title=f"region attacks ({self.settings['region']})", xlabel="eps (/255)", ylabel="mIoU"
+        curves = [
+            (
+                model,
+                name,
+                attack_class(name).whole_image,
+                [result["attacks"][f"{name}/{radius_label(e)}"] for e in self.settings["eps"]],
+            )
+            for model, result in self.models.items()
+            for name in self.settings["attacks"]
+        ]
+        return plot_defenses(
+            self.models,
+            curves,
+            radii,
+            k=self.settings["k"],
+            region=self.settings["region"],
+            path=path,
         )
-        pgd.set(title="whole-image attacks", xlabel="eps (/255)", ylabel="mIoU")
-        for ax in (probe, shift, ablation):
-            ax.set_xticks(positions, names, rotation=20, fontsize=8)
-        for ax in (probe, shift, ablation, region, pgd):
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend(fontsize=6)
-        fig.tight_layout()
-        if path is not None:
-            fig.savefig(path, dpi=110)
-        return fig
 
     def save(self, out: str | Path) -> None:
         """Write ``report.md`` (settings and table) and ``defenses.png`` to the folder ``out``."""
@@ -360,52 +312,25 @@ def evaluate_defense(
     """
     models = _check_models(models)
     dataset = _as_dataset(data)
-    for name in attacks:
-        parse_attack_name(name)
-    eps = [check_radius(radius, "eps") for radius in eps]
-    if not eps:
-        raise ValueError("give at least one eps")
-    for value, name in ((steps, "steps"), (batch_size, "batch_size"), (probe_grid, "probe_grid")):
-        check_positive_int(value, name)
-    check_positive_int(probe_epochs, "probe_epochs")
-    for value, name in ((max_images, "max_images"), (attack_images, "attack_images")):
-        if value is not None:
-            check_positive_int(value, name)
-    check_nonnegative_int(random_draws, "random_draws")
-    if check_seed(seed) is None:
-        raise TypeError("seed must be an int; got None")
-    k_fraction = check_nonnegative_float(k_fraction, "k_fraction")
-    if not 0 < k_fraction <= 1:
-        raise ValueError(f"k_fraction must be in (0, 1]; got {k_fraction}")
-    count = len(dataset) if max_images is None else min(max_images, len(dataset))
-    if count == 0:
-        raise ValueError("no images to evaluate")
-    first_image = dataset[0][0]
-    size = tuple(first_image.shape[-2:])
-    mask = region_mask(region, size)  # checks the name
-    if not 6 <= probe_images <= count:  # the probe holds out 30% and needs 2 in each split
-        raise ValueError(f"probe_images must be in [6, {count}] (the evaluated images)")
+    settings, num_classes = _settings(
+        models,
+        dataset,
+        attacks=attacks,
+        eps=eps,
+        region=region,
+        steps=steps,
+        k_fraction=k_fraction,
+        random_draws=random_draws,
+        max_images=max_images,
+        attack_images=attack_images,
+        probe_images=probe_images,
+        probe_grid=probe_grid,
+        probe_epochs=probe_epochs,
+        batch_size=batch_size,
+        seed=seed,
+    )
+    count, mask = settings["images"], region_mask(region, tuple(settings["size"]))
     device = model_device(next(iter(models.values())), torch.device("cpu"))
-    num_classes, num_channels = _shapes(models, first_image.to(device))
-    k = max(1, math.ceil(k_fraction * num_channels))
-    settings = {
-        "images": count,
-        "attack_images": count if attack_images is None else min(attack_images, count),
-        "size": list(size),
-        "attacks": list(attacks),
-        "eps": list(eps),
-        "region": region,
-        "steps": steps,
-        "k_fraction": k_fraction,
-        "k": k,
-        "channels": num_channels,
-        "random_draws": random_draws,
-        "probe_images": probe_images,
-        "probe_grid": probe_grid,
-        "probe_epochs": probe_epochs,
-        "batch_size": batch_size,
-        "seed": seed,
-    }
     fingerprint = {
         **settings,
         "data": data_identity(dataset, count),
@@ -432,6 +357,74 @@ def evaluate_defense(
         if out is not None:
             report.save(out)
     return report
+
+
+def _settings(
+    models: dict[str, nn.Module],
+    dataset: Dataset,
+    *,
+    attacks: Sequence[str],
+    eps: Sequence[float],
+    region: str,
+    steps: int,
+    k_fraction: float,
+    random_draws: int,
+    max_images: int | None,
+    attack_images: int | None,
+    probe_images: int,
+    probe_grid: int,
+    probe_epochs: int,
+    batch_size: int,
+    seed: int,
+) -> tuple[dict[str, Any], int]:
+    """:func:`evaluate_defense`'s settings, checked and completed, and the models' class count."""
+    for name in attacks:
+        parse_attack_name(name)
+    eps = [check_radius(radius, "eps") for radius in eps]
+    if not eps:
+        raise ValueError("give at least one eps")
+    for value, name in ((steps, "steps"), (batch_size, "batch_size"), (probe_grid, "probe_grid")):
+        check_positive_int(value, name)
+    check_positive_int(probe_epochs, "probe_epochs")
+    for value, name in ((max_images, "max_images"), (attack_images, "attack_images")):
+        if value is not None:
+            check_positive_int(value, name)
+    check_nonnegative_int(random_draws, "random_draws")
+    if check_seed(seed) is None:
+        raise TypeError("seed must be an int; got None")
+    k_fraction = check_nonnegative_float(k_fraction, "k_fraction")
+    if not 0 < k_fraction <= 1:
+        raise ValueError(f"k_fraction must be in (0, 1]; got {k_fraction}")
+    count = len(dataset) if max_images is None else min(max_images, len(dataset))
+    if count == 0:
+        raise ValueError("no images to evaluate")
+    first_image = dataset[0][0]
+    size = tuple(first_image.shape[-2:])
+    region_mask(region, size)  # checks the name
+    if not 6 <= probe_images <= count:  # the probe holds out 30% and needs 2 in each split
+        raise ValueError(f"probe_images must be in [6, {count}] (the evaluated images)")
+    device = model_device(next(iter(models.values())), torch.device("cpu"))
+    num_classes, num_channels = _shapes(models, first_image.to(device))
+    k = max(1, math.ceil(k_fraction * num_channels))
+    settings = {
+        "images": count,
+        "attack_images": count if attack_images is None else min(attack_images, count),
+        "size": list(size),
+        "attacks": list(attacks),
+        "eps": list(eps),
+        "region": region,
+        "steps": steps,
+        "k_fraction": k_fraction,
+        "k": k,
+        "channels": num_channels,
+        "random_draws": random_draws,
+        "probe_images": probe_images,
+        "probe_grid": probe_grid,
+        "probe_epochs": probe_epochs,
+        "batch_size": batch_size,
+        "seed": seed,
+    }
+    return settings, num_classes
 
 
 def _shapes(models: dict[str, nn.Module], image: torch.Tensor) -> tuple[int, int]:

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import torch
 
-from regionattack._figures import new_figure, plot_ablation, plot_attacks
+from regionattack._figures import (
+    plot_ablation,
+    plot_attack_curves,
+    plot_attacks,
+    plot_fidelity,
+    plot_regions,
+)
 from regionattack._files import write_atomic
 from regionattack.bench.region_names import region_mask
 
@@ -157,76 +163,6 @@ def _f(value: object, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def plot_regions(summary: list[dict], path: Path) -> None:
-    """Drop of mIoU inside vs outside the region when region-ranked channels are zeroed."""
-    clean = next(r for r in summary if r["k"] == 0)
-    fig = new_figure((3.2 * len(REGION_RANKINGS), 3.2))
-    axes = fig.subplots(1, len(REGION_RANKINGS))
-    for ax, (ranking, region) in zip(axes, REGION_RANKINGS, strict=True):
-        rows = sorted(
-            (r for r in summary if (r["ranking"], r["region"]) == (ranking, region)),
-            key=lambda r: r["k"],
-        )
-        if not rows:
-            ax.set_visible(False)
-            continue
-        ks = [r["k"] for r in rows]
-        clean_in, clean_out = _inside_outside(clean, region)
-        ax.plot(ks, [clean_in - r["miou_inside"] for r in rows], "o-", label="inside")
-        ax.plot(ks, [clean_out - r["miou_outside"] for r in rows], "s:", label="outside")
-        ax.axhline(0, color="gray", lw=0.5)
-        ax.set(title=f"{ranking}-{region}", xlabel="k", ylabel="mIoU drop")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-
-
-def _inside_outside(clean: dict, region: str) -> tuple[float, float]:
-    if region == "left":
-        return clean["miou_left"], clean["miou_right"]
-    if region == "right":
-        return clean["miou_right"], clean["miou_left"]
-    return clean["miou_cell"], clean["miou_not_cell"]
-
-
-def plot_attack_curves(attacks: list[dict], path: Path) -> None:
-    """MIoU inside and outside the region vs eps, one line per attack."""
-    fig = new_figure((10, 3.8))
-    (inside, outside) = fig.subplots(1, 2, sharey=True)
-    for name in dict.fromkeys(row["attack"] for row in attacks):
-        rows = sorted((r for r in attacks if r["attack"] == name), key=lambda r: r["eps_255"])
-        eps = [r["eps_255"] for r in rows]
-        (line,) = inside.plot(eps, [r["miou_inside"] for r in rows], "o-", label=name)
-        outside.plot(eps, [r["miou_outside"] for r in rows], "o-", color=line.get_color())
-    if attacks:
-        for ax, key in ((inside, "clean_miou_inside"), (outside, "clean_miou_outside")):
-            ax.axhline(attacks[0][key], color="k", ls="--", lw=0.8, label="clean")
-    inside.set(title="inside the region", xlabel="eps (/255)", ylabel="mIoU")
-    outside.set(title="outside the region", xlabel="eps (/255)")
-    inside.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-
-
-def plot_fidelity(fidelity: dict, path: Path) -> None:
-    """Measured effect of zeroing single channels vs the rankings' estimates."""
-    panels = [
-        ("estimated_damage", "exact_damage", "gradient estimate", "measured CE rise"),
-        ("gradient_score", "exact_position", "gradient position score", "measured position"),
-        ("flip_score", "exact_position", "flip score", "measured position"),
-    ]
-    fig = new_figure((11, 3.4))
-    axes = fig.subplots(1, len(panels))
-    for ax, (x, y, xlabel, ylabel) in zip(axes, panels, strict=True):
-        if x not in fidelity:
-            ax.set_visible(False)
-            continue
-        ax.scatter(fidelity[x], fidelity[y], s=12)
-        ax.set(xlabel=xlabel, ylabel=ylabel)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-
-
 def _examples(out: Path, attacks: list[dict]) -> tuple | None:
     """The first images of the strongest eps and every attack's prediction on them."""
     if not attacks:
@@ -246,9 +182,22 @@ def _examples(out: Path, attacks: list[dict]) -> tuple | None:
 def write_report(results: dict, out: Path, *, num_classes: int, region: str = "left") -> None:
     """Write ``report.md`` and the figures (PNG) into ``out``."""
     out = Path(out)
-    meta = results.get("meta", {})
+    clean = results.get("clean")
+    lines = _header(results.get("meta", {}))
+    if clean:
+        lines += ["## Clean mIoU", "", clean_table(clean), ""]
+    if results.get("ablation"):
+        lines += _ablation_section(results, out)
+    if results.get("attacks"):
+        lines += _attack_section(results["attacks"], out, num_classes, region)
+    if results.get("fidelity"):
+        lines += _fidelity_section(results["fidelity"], out)
+    write_atomic(out / "report.md", "\n".join(lines))
+
+
+def _header(meta: dict) -> list[str]:
     env = meta.get("environment", {})
-    lines = [
+    return [
         f"# regionattack bench: {meta.get('args', {}).get('dataset', '?')}",
         "",
         f"Command: `{env.get('command', '')}`  ",
@@ -258,63 +207,62 @@ def write_report(results: dict, out: Path, *, num_classes: int, region: str = "l
         f"{meta.get('model', {}).get('latent_channels')}.",
         "",
     ]
-    clean = results.get("clean")
-    if clean:
-        lines += ["## Clean mIoU", "", clean_table(clean), ""]
-    ablation = results.get("ablation")
-    if ablation:
-        summary = summarize_ablation(ablation)
-        plot_ablation(summary, out / "ablation.png")
-        plot_regions(_region_summary(ablation), out / "regions.png")
-        lines += [
-            "## Overall position channels: top-k zeroed vs random-k",
-            "",
-            f"Clean mIoU {clean['miou']:.3f}." if clean else "",
-            "",
-            overall_table(summary),
-            "",
-            _sweep_line(results.get("ablation_timings", {}), len(ablation)),
-            "",
-            "![ablation](ablation.png)",
-            "",
-            "## Region-specific channels: mIoU inside vs outside the region when zeroed",
-            "",
-            region_table(ablation),
-            "",
-            "![regions](regions.png)",
-            "",
-        ]
-    attacks = results.get("attacks") or []
-    if attacks:
-        plot_attack_curves(attacks, out / "attacks.png")
-        lines += [
-            f"## Input attacks on the {region} region",
-            "",
-            attack_table(attacks),
-            "",
-            "![attacks](attacks.png)",
-            "",
-        ]
-        examples = _examples(out, attacks)
-        if examples is not None:
-            images, labels, predictions = examples
-            mask = region_mask(region, tuple(images.shape[-2:]))
-            plot_attacks(
-                images, labels, predictions, num_classes, out / "examples.png", region=mask
-            )
-            lines += ["![examples](examples.png)", ""]
-    fidelity = results.get("fidelity")
-    if fidelity:
-        plot_fidelity(fidelity, out / "fidelity.png")
-        lines += [
-            f"## Ranking fidelity ({len(fidelity['channels'])} channels zeroed one at a time)",
-            "",
-            fidelity_table(fidelity),
-            "",
-            "![fidelity](fidelity.png)",
-            "",
-        ]
-    write_atomic(out / "report.md", "\n".join(lines))
+
+
+def _ablation_section(results: dict, out: Path) -> list[str]:
+    ablation, clean = results["ablation"], results.get("clean")
+    summary = summarize_ablation(ablation)
+    plot_ablation(summary, out / "ablation.png")
+    plot_regions(_region_summary(ablation), REGION_RANKINGS, out / "regions.png")
+    return [
+        "## Overall position channels: top-k zeroed vs random-k",
+        "",
+        f"Clean mIoU {clean['miou']:.3f}." if clean else "",
+        "",
+        overall_table(summary),
+        "",
+        _sweep_line(results.get("ablation_timings", {}), len(ablation)),
+        "",
+        "![ablation](ablation.png)",
+        "",
+        "## Region-specific channels: mIoU inside vs outside the region when zeroed",
+        "",
+        region_table(ablation),
+        "",
+        "![regions](regions.png)",
+        "",
+    ]
+
+
+def _attack_section(attacks: list[dict], out: Path, num_classes: int, region: str) -> list[str]:
+    plot_attack_curves(attacks, out / "attacks.png")
+    lines = [
+        f"## Input attacks on the {region} region",
+        "",
+        attack_table(attacks),
+        "",
+        "![attacks](attacks.png)",
+        "",
+    ]
+    examples = _examples(out, attacks)
+    if examples is not None:
+        images, labels, predictions = examples
+        mask = region_mask(region, tuple(images.shape[-2:]))
+        plot_attacks(images, labels, predictions, num_classes, out / "examples.png", region=mask)
+        lines += ["![examples](examples.png)", ""]
+    return lines
+
+
+def _fidelity_section(fidelity: dict, out: Path) -> list[str]:
+    plot_fidelity(fidelity, out / "fidelity.png")
+    return [
+        f"## Ranking fidelity ({len(fidelity['channels'])} channels zeroed one at a time)",
+        "",
+        fidelity_table(fidelity),
+        "",
+        "![fidelity](fidelity.png)",
+        "",
+    ]
 
 
 def _sweep_line(timings: dict, configurations: int) -> str:
