@@ -43,7 +43,8 @@ from regionattack.bench.environment import environment
 from regionattack.bench.identity import data_identity
 from regionattack.cli import parse_grid, parse_radius
 from regionattack.latent import model_logits, predicted_classes
-from regionattack.maps import changed_fractions, map_cells, vulnerability_map
+from regionattack.maps import map_cells, vulnerability_map
+from regionattack.metrics import changed_fractions
 
 PEERS = ("ALMA prox", "PDPGD")
 

@@ -32,7 +32,7 @@ from regionattack.ablation import ablated_predictions
 from regionattack.attacks.base import attack_with_clean
 from regionattack.attacks.registry import build_attack, parse_attack_name
 from regionattack.latent import find_layer, model_logits, predicted_classes
-from regionattack.metrics import ConfusionMatrix
+from regionattack.metrics import ConfusionMatrix, changed_fractions
 from regionattack.ranking import (
     default_k,
     gradient_effects,
@@ -551,30 +551,6 @@ class _PairOutcome:
             predicted, self.clean[image_ids], self.valid[image_ids], masks
         )
         return predicted, fractions, counts
-
-
-def changed_fractions(
-    predicted: torch.Tensor, clean: torch.Tensor, valid: torch.Tensor, inside: torch.Tensor
-) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-    """Per image, the fraction of valid pixels whose class changed inside and outside ``inside``.
-
-    Returns:
-        ``((inside, outside) fractions, (inside, outside) valid pixel counts)``, each (N,).
-
-    Example:
-        >>> clean = torch.zeros(1, 2, 2, dtype=torch.long)
-        >>> inside = torch.tensor([[[True, True], [False, False]]])
-        >>> predicted = torch.tensor([[[1, 0], [1, 1]]])
-        >>> [f.tolist() for f in changed_fractions(predicted, clean, clean == 0, inside)[0]]
-        [[0.5], [1.0]]
-    """
-    changed = predicted != clean
-    fractions, counts = [], []
-    for where in (inside & valid, ~inside & valid):
-        counted = where.flatten(1).sum(dim=1)
-        fractions.append((changed & where).flatten(1).sum(dim=1) / counted.clamp_min(1))
-        counts.append(counted)
-    return (fractions[0], fractions[1]), (counts[0], counts[1])
 
 
 #: By default, at most this fraction of the pixels outside a cell may change at its minimal eps.

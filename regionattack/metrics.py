@@ -14,6 +14,8 @@ __all__ = [
     "ConfusionMatrix",
     "RegionMIoU",
     "changed_fraction",
+    "changed_fractions",
+    "changed_pixels",
     "region_miou",
     "region_specificity",
     "spearman_correlation",
@@ -231,13 +233,65 @@ def changed_fraction(
         >>> changed_fraction(clean, adv), changed_fraction(clean, adv, torch.tensor([[True, False]]))
         (0.5, 0.0)
     """
-    keep = torch.ones_like(clean_preds, dtype=torch.bool)
-    if region is not None:
-        keep &= as_mask(region, tuple(clean_preds.shape[-2:]), clean_preds.shape[0], keep.device)
+    valid = torch.ones_like(clean_preds, dtype=torch.bool)
     if targets is not None:
-        keep &= targets != ignore_index
-    total = int(keep.sum())
-    return float(((clean_preds != adv_preds) & keep).sum()) / total if total else float("nan")
+        valid = targets != ignore_index
+    inside = torch.ones_like(valid)
+    if region is not None:
+        inside = as_mask(region, tuple(clean_preds.shape[-2:]), clean_preds.shape[0], valid.device)
+    changed, counted = changed_pixels(adv_preds, clean_preds, valid, inside.expand_as(valid))
+    total = int(counted[:, 0].sum())
+    return float(changed[:, 0].sum()) / total if total else float("nan")
+
+
+def changed_pixels(
+    predicted: torch.Tensor, clean: torch.Tensor, valid: torch.Tensor, inside: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image, the valid pixels whose class changed, and the valid pixels, inside and outside.
+
+    Args:
+        predicted: (N, H, W) classes after the attack.
+        clean: (N, H, W) classes before it.
+        valid: (N, H, W) bool, the pixels counted (e.g. ``labels != 255``).
+        inside: (N, H, W) or (H, W) bool region.
+
+    Returns:
+        ``(changed, counted)``, each (N, 2) long: column 0 inside, column 1 outside.
+
+    Example:
+        >>> clean = torch.zeros(1, 2, 2, dtype=torch.long)
+        >>> inside = torch.tensor([[True, True], [False, False]])
+        >>> changed, counted = changed_pixels(torch.tensor([[[1, 0], [1, 1]]]), clean, clean == 0, inside)
+        >>> changed.tolist(), counted.tolist()
+        ([[1, 2]], [[2, 2]])
+    """
+    differs = predicted != clean
+    changed, counted = [], []
+    for where in (inside & valid, ~inside & valid):
+        changed.append((differs & where).flatten(1).sum(dim=1))
+        counted.append(where.flatten(1).sum(dim=1))
+    return torch.stack(changed, dim=1), torch.stack(counted, dim=1)
+
+
+def changed_fractions(
+    predicted: torch.Tensor, clean: torch.Tensor, valid: torch.Tensor, inside: torch.Tensor
+) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """Per image, the fraction of valid pixels whose class changed inside and outside ``inside``.
+
+    Returns:
+        ``((inside, outside) fractions, (inside, outside) valid pixel counts)``, each (N,); a
+        side without valid pixels has fraction 0 (see :func:`changed_pixels` for the counts).
+
+    Example:
+        >>> clean = torch.zeros(1, 2, 2, dtype=torch.long)
+        >>> inside = torch.tensor([[[True, True], [False, False]]])
+        >>> predicted = torch.tensor([[[1, 0], [1, 1]]])
+        >>> [f.tolist() for f in changed_fractions(predicted, clean, clean == 0, inside)[0]]
+        [[0.5], [1.0]]
+    """
+    changed, counted = changed_pixels(predicted, clean, valid, inside)
+    fractions = changed / counted.clamp_min(1)
+    return (fractions[:, 0], fractions[:, 1]), (counted[:, 0], counted[:, 1])
 
 
 def region_specificity(clean: RegionMIoU, attacked: RegionMIoU, floor: float = 1e-3) -> float:

@@ -15,7 +15,7 @@ from regionattack.attacks.base import attack_with_clean
 from regionattack.attacks.registry import attack_class, build_attack
 from regionattack.bench.setting import Setting, sum_confusions
 from regionattack.latent import predict
-from regionattack.metrics import MaskedConfusions, region_specificity
+from regionattack.metrics import MaskedConfusions, changed_pixels, region_specificity
 from regionattack.ranking import ChannelRanking
 
 
@@ -68,11 +68,11 @@ def run_attack(
         preds = predict(setting.model, adversarial)
         clean_counts.update(clean, labels)
         attacked_counts.update(preds, labels)
-        valid = labels != IGNORE_INDEX
-        differs = (preds != clean) & valid
-        for slot, where in enumerate((inside, ~inside)):
-            changed[slot] += int((differs & where).sum())
-            counted[slot] += int((valid & where).sum())
+        batch_changed, batch_counted = changed_pixels(
+            preds, clean, labels != IGNORE_INDEX, inside.expand_as(labels)
+        )
+        changed += batch_changed.sum(0).cpu()
+        counted += batch_counted.sum(0).cpu()
         delta = (adversarial - images).flatten(1)
         linf = max(linf, float(delta.abs().max()))
         l2_sum += float(delta.norm(dim=1).sum())
