@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import torch
 
+#: The label of pixels that are never counted nor attacked (void; CamVid, Cityscapes, VOC).
 IGNORE_INDEX = 255
 
 
@@ -59,19 +60,78 @@ def check_images(images: object) -> torch.Tensor:
     return images
 
 
+def model_dtype(model: torch.nn.Module) -> torch.dtype:
+    """The floating dtype the model computes in: float32 or float64 (float32 without parameters).
+
+    Raises:
+        ValueError: For a float16 / bfloat16 model (attacks and rankings need float32 gradients)
+            or parameters on the meta device (no values to compute with).
+
+    Example:
+        >>> model_dtype(torch.nn.Linear(2, 1).double())
+        torch.float64
+    """
+    for tensor in (*model.parameters(), *model.buffers()):
+        if tensor.is_meta:
+            raise ValueError(
+                "the model's parameters are on the meta device (no values); load its weights "
+                "first (e.g. model.to_empty(device='cpu') and load_state_dict)"
+            )
+    for tensor in model.parameters():
+        if tensor.is_floating_point():
+            if tensor.dtype in (torch.float16, torch.bfloat16):
+                raise ValueError(
+                    f"the model's parameters are {tensor.dtype}; regionattack computes in float32 "
+                    "or float64 (gradients at half precision are too coarse for an attack step): "
+                    "pass model.float()"
+                )
+            return tensor.dtype
+    return torch.float32
+
+
+def model_inputs(model: torch.nn.Module, images: object) -> torch.Tensor:
+    """Checked images (see :func:`check_images`) on the model's device and in its dtype.
+
+    Images of any floating dtype are accepted (float16 and bfloat16 included); the model decides
+    the dtype they are computed in (:func:`model_dtype`).
+
+    Example:
+        >>> model_inputs(torch.nn.Conv2d(3, 1, 1), torch.zeros(1, 3, 2, 2, dtype=torch.float16)).dtype
+        torch.float32
+    """
+    images = check_images(images)
+    return images.detach().to(model_device(model, images.device), model_dtype(model))
+
+
+def check_class_map(value: object, name: str) -> torch.Tensor:
+    """Return ``value`` if it is a tensor of integer class ids (not float, not bool).
+
+    Example:
+        >>> check_class_map(torch.tensor([1.7]), "preds")
+        Traceback (most recent call last):
+        ...
+        TypeError: preds must hold integer class ids; got dtype torch.float32 (for logits, pass logits.argmax(1))
+    """
+    value = check_tensor(value, name)
+    if value.is_floating_point() or value.is_complex() or value.dtype == torch.bool:
+        raise TypeError(
+            f"{name} must hold integer class ids; got dtype {value.dtype}"
+            + (" (for logits, pass logits.argmax(1))" if value.is_floating_point() else "")
+        )
+    return value
+
+
 def check_labels(labels: object, images: torch.Tensor, name: str = "labels") -> torch.Tensor:
     """Check a label map matching ``images``: integer (N, H, W); 255 marks pixels to ignore.
 
     Returns the labels as int64 on the images' device.
     """
-    labels = check_tensor(labels, name)
+    labels = check_class_map(labels, name)
     expected = (images.shape[0], *images.shape[-2:])
     if tuple(labels.shape) != expected:
         raise ValueError(
             f"{name} must be (N, H, W) = {expected} to match images; got {tuple(labels.shape)}"
         )
-    if labels.is_floating_point() or labels.dtype == torch.bool:
-        raise TypeError(f"{name} must be an integer tensor; got dtype {labels.dtype}")
     labels = labels.to(device=images.device, dtype=torch.long)
     if labels.numel() and int(labels.min()) < 0:
         raise ValueError(f"{name} must be >= 0 (255 = ignore); got minimum {int(labels.min())}")

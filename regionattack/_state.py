@@ -44,7 +44,7 @@ def frozen(model: nn.Module, *, eval_mode: bool = True) -> Iterator[nn.Module]:
             param.requires_grad_(requires_grad)
         with torch.no_grad():
             for buffer, saved in buffers:
-                if not torch.equal(buffer, saved):
+                if not buffer.is_meta and not torch.equal(buffer, saved):  # meta: no values
                     buffer.copy_(saved)
 
 

@@ -11,12 +11,13 @@ from torch import nn
 
 from regionattack._checks import (
     check_choice,
-    check_images,
     check_nonnegative_float,
     check_seed,
+    model_inputs,
 )
 from regionattack._state import frozen
 from regionattack.latent import (
+    checked_logits,
     edit_latent,
     find_layer,
     layer_output,
@@ -117,7 +118,19 @@ def check_channels(
             )
         if low < 0:
             raise ValueError(f"channel ids must be >= 0; got minimum {low}")
+        _check_distinct(ids)
     return ids
+
+
+def _check_distinct(ids: torch.Tensor) -> None:
+    """Refuse repeated ids (per sample); a 0/1 integer tensor is pointed to a bool mask."""
+    rows = ids.reshape(-1, ids.shape[-1]).sort(dim=-1).values
+    if not bool((rows[:, 1:] == rows[:, :-1]).any()):
+        return
+    hint = ""
+    if int(ids.min()) >= 0 and int(ids.max()) <= 1:
+        hint = " (a 0/1 integer tensor is read as channel ids: pass a bool mask, e.g. .bool())"
+    raise ValueError(f"channel ids must be distinct; got repeated ids{hint}")
 
 
 def channel_mask(
@@ -391,7 +404,7 @@ def ablated_predictions(
         ([torch.Size([2, 64, 64]), torch.Size([2, 64, 64])], True)
     """
     check_choice(mode, "mode", ("zero", "mean"))
-    check_images(images)
+    images = model_inputs(model, images)
     for selection in selections:
         check_channels(selection, allow_empty=True)
     _, module = find_layer(model, layer)
@@ -404,9 +417,11 @@ def ablated_predictions(
         ]
         with replay_layer(module, output):
             for mask in masks:
-                with edit_latent(model, lambda z, m=mask: ablate(z, m, mode), layer):
+                with edit_latent(model, lambda z, m=mask: ablate(z, m, mode), layer, once=True):
                     logits = model_logits(model(images), images.shape[-2:])
                     predictions.append(
-                        predicted_classes(logits) if reduce is None else reduce(logits)
+                        predicted_classes(checked_logits(logits))
+                        if reduce is None
+                        else reduce(logits)
                     )
     return predictions

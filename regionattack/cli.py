@@ -348,8 +348,12 @@ def _run_map(args: argparse.Namespace) -> int:
         return code
     vmap = made["map"]
     print(vmap.table())
-    weakest = vmap.weakest("miou_drop")[:3]
-    print(f"weakest cells by mIoU drop: {weakest}; measures: {', '.join(vmap.measures())}")
+    drops = vmap.miou_drop.flatten().tolist()
+    weakest = [cell for cell in vmap.weakest("miou_drop") if drops[cell] == drops[cell]][:3]
+    print(
+        f"weakest cells by mIoU drop: {weakest or 'none (no cell has valid pixels)'}; "
+        f"measures: {', '.join(vmap.measures())}"
+    )
     print(
         f"wall time {time.perf_counter() - start:.1f} s; map.json, map.md and map.png in {args.out}/"
     )

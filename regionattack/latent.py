@@ -260,6 +260,26 @@ def resize_logits(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
 
 
+def checked_logits(logits: torch.Tensor) -> torch.Tensor:
+    """``logits``, refused when any value is NaN or infinite (a broken model, weights or input).
+
+    Every prediction the library reads as a result goes through it: a NaN logit would otherwise
+    become class 0 (or the first maximum) and a clean-looking number.
+
+    Example:
+        >>> checked_logits(torch.tensor([[float("nan")]]))
+        Traceback (most recent call last):
+        ...
+        ValueError: the model's logits contain NaN or infinite values; check its weights, its dtype and its inputs
+    """
+    if not bool(torch.isfinite(logits).all()):
+        raise ValueError(
+            "the model's logits contain NaN or infinite values; check its weights, its dtype and "
+            "its inputs"
+        )
+    return logits
+
+
 def predicted_classes(logits: torch.Tensor) -> torch.Tensor:
     """Per-pixel predicted class (N, H, W): ``logits.argmax(dim=1)``, several times faster on CPUs.
 
@@ -284,19 +304,76 @@ def predict(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
         torch.Size([1, 2, 2])
     """
     with torch.no_grad():
-        return predicted_classes(model_logits(model(images), images.shape[-2:]))
+        return predicted_classes(checked_logits(model_logits(model(images), images.shape[-2:])))
 
 
 @contextlib.contextmanager
+def layer_hook(
+    model: nn.Module,
+    hook: Callable[[object], object | None],
+    layer: str | None = None,
+    *,
+    once: bool = False,
+) -> Iterator[str]:
+    """Within the block, pass the latent layer's whole output of every forward pass to ``hook``.
+
+    ``hook`` returns a replacement output or None. With ``once``, a forward pass of ``model``
+    that runs the layer twice (a wrapper calling the network twice, an auxiliary head that
+    re-runs the encoder) raises instead of mixing two latents. The hooks are removed on exit,
+    also when the block raises.
+
+    Yields:
+        The resolved layer name.
+
+    Raises:
+        ValueError: With ``once``, when the layer runs more than once in one forward pass.
+
+    Example:
+        >>> net = nn.Sequential(nn.Conv2d(1, 2, 1), nn.Flatten())
+        >>> seen = []
+        >>> with layer_hook(net, lambda out: seen.append(out.shape), layer="0", once=True):
+        ...     _ = net(torch.ones(1, 1, 1, 1))
+        >>> seen
+        [torch.Size([1, 2, 1, 1])]
+    """
+    name, module = find_layer(model, layer)
+    runs = [0]
+
+    def reset(_module: nn.Module, _inputs: object) -> None:
+        runs[0] = 0
+
+    def on_output(_module: nn.Module, _inputs: object, output: object) -> object:
+        runs[0] += 1
+        if once and runs[0] > 1:
+            raise ValueError(
+                f"the latent layer {name!r} ran {runs[0]} times in one forward pass of the model "
+                "(a wrapper that calls the network twice, or a head that re-runs the encoder); "
+                "pass a model or layer= whose latent layer runs once per forward pass"
+            )
+        return hook(output)
+
+    handles = [module.register_forward_hook(on_output)]
+    if once:
+        handles.append(model.register_forward_pre_hook(reset))
+    try:
+        yield name
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def edit_latent(
     model: nn.Module,
     edit: Callable[[torch.Tensor], torch.Tensor | None],
     layer: str | None = None,
-) -> Iterator[str]:
+    *,
+    once: bool = False,
+) -> contextlib.AbstractContextManager[str]:
     """Within the block, pass the latent of every forward pass through ``edit``.
 
     ``edit`` receives the latent and returns a replacement, or None to keep it (e.g. to only record
-    it). The hook is removed on exit, also when the block raises.
+    it). ``once``: refuse a forward pass that runs the layer twice (see :func:`layer_hook`). The
+    hook is removed on exit, also when the block raises.
 
     Yields:
         The resolved layer name.
@@ -307,17 +384,12 @@ def edit_latent(
         ...     net(torch.ones(1, 1, 1, 1)).tolist()
         [[0.0, 0.0]]
     """
-    name, module = find_layer(model, layer)
 
-    def hook(_module: nn.Module, _inputs: object, output: object) -> object:
+    def hook(output: object) -> object:
         replacement = edit(select_latent(output))
         return None if replacement is None else _with_latent(output, replacement)
 
-    handle = module.register_forward_hook(hook)
-    try:
-        yield name
-    finally:
-        handle.remove()
+    return layer_hook(model, hook, layer, once=once)
 
 
 class _LayerReached(Exception):

@@ -21,17 +21,17 @@ from regionattack import regions
 from regionattack._checks import (
     IGNORE_INDEX,
     check_choice,
-    check_images,
     check_labels,
     check_positive_int,
     check_radius,
     check_seed,
+    model_inputs,
 )
 from regionattack._state import frozen
 from regionattack.ablation import ablated_predictions
 from regionattack.attacks.base import attack_with_clean
 from regionattack.attacks.registry import build_attack, parse_attack_name
-from regionattack.latent import find_layer, model_logits, predicted_classes
+from regionattack.latent import checked_logits, find_layer, model_logits, predicted_classes
 from regionattack.metrics import ConfusionMatrix, changed_fractions
 from regionattack.ranking import (
     default_k,
@@ -127,8 +127,9 @@ class VulnerabilityMap:
     def weakest(self, measure: str = "miou_drop") -> list[int]:
         """Cell numbers (row by row), most fragile first by ``measure``.
 
-        Largest value first, except for ``minimal_eps`` (smallest first). ``changed_outside`` is
-        not a measure of fragility and is refused.
+        Largest value first, except for ``minimal_eps`` (smallest first). Cells whose value is
+        NaN (no valid pixel to measure) come last. ``changed_outside`` is not a measure of
+        fragility and is refused.
 
         Example:
             >>> m = VulnerabilityMap(torch.ones(2, 1, 2, dtype=torch.bool), (1, 2),
@@ -136,11 +137,17 @@ class VulnerabilityMap:
             ...                      torch.tensor([[0.3, 0.2]]), None, {})
             >>> m.weakest(), m.weakest("changed_inside")
             ([0, 1], [1, 0])
+            >>> m.miou_drop[0, 0] = float("nan")  # a cell without valid pixels comes last
+            >>> m.weakest()
+            [1, 0]
         """
         names = [name for name in self.measures() if name != "changed_outside"]
         values = getattr(self, check_choice(measure, "measure", names)).flatten()
         sign = 1.0 if measure == "minimal_eps" else -1.0
-        return sorted(range(len(values)), key=lambda i: sign * float(values[i]))
+        return sorted(
+            range(len(values)),
+            key=lambda i: (math.isnan(float(values[i])), sign * float(values[i])),
+        )
 
     def to_dict(self) -> dict:
         """The shape, the settings and each measure as nested lists, JSON-ready.
@@ -371,7 +378,7 @@ class Mapper:
         break_fraction: float = 0.5,
         max_outside: float = 0.01,
     ):
-        images = check_images(images)
+        images = model_inputs(model, images)
         if labels is not None:
             labels = check_labels(labels, images)
         parse_attack_name(attack)
@@ -662,7 +669,7 @@ def _clean_predictions(
         for start in range(0, len(images), batch_size):
             logits = model_logits(model(images[start : start + batch_size]), images.shape[-2:])
             num_classes = logits.shape[1]
-            predictions.append(predicted_classes(logits))
+            predictions.append(predicted_classes(checked_logits(logits)))
     return torch.cat(predictions), num_classes
 
 

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 
 import torch
 
-from regionattack._checks import IGNORE_INDEX, check_positive_int
+from regionattack._checks import IGNORE_INDEX, check_class_map, check_positive_int
 from regionattack.regions import RegionLike, as_mask
 
 __all__ = [
+    "IGNORE_INDEX",
     "ConfusionMatrix",
     "RegionMIoU",
     "changed_fraction",
@@ -49,6 +50,8 @@ class ConfusionMatrix:
         Raises:
             ValueError: If shapes differ or a target/prediction is not a class id.
         """
+        check_class_map(preds, "preds")
+        check_class_map(targets, "targets")
         if preds.shape != targets.shape:
             raise ValueError(
                 f"preds and targets must have the same shape; got {tuple(preds.shape)} and "
@@ -265,7 +268,7 @@ def changed_pixels(
         >>> changed.tolist(), counted.tolist()
         ([[1, 2]], [[2, 2]])
     """
-    differs = predicted != clean
+    differs = check_class_map(predicted, "predicted") != check_class_map(clean, "clean")
     changed, counted = [], []
     for where in (inside & valid, ~inside & valid):
         changed.append((differs & where).flatten(1).sum(dim=1))

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from regionattack._checks import check_images, check_positive_int, check_tensor, import_optional
+from regionattack._checks import check_positive_int, check_tensor, import_optional, model_inputs
 from regionattack._state import frozen
 from regionattack.latent import find_layer, latent_of
 from regionattack.metrics import ConfusionMatrix
@@ -371,7 +371,7 @@ def position_readout(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module; got {type(model).__name__}")
-    images = check_images(images)
+    images = model_inputs(model, images)
     _check_probe_args(grid, train_fraction, epochs, lr, batch_size, canvas_scale, seed, permute)
     num_images, channels, height, width = images.shape
     if height < grid or width < grid:

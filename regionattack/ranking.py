@@ -39,7 +39,7 @@ from regionattack._checks import (
     check_labels,
     check_labels_in_range,
     check_positive_int,
-    model_device,
+    model_inputs,
     state_digest,
 )
 from regionattack._files import write_atomic
@@ -328,7 +328,7 @@ def flip_differences(
         >>> flip_differences(net, torch.rand(2, 3, 64, 64)).shape
         torch.Size([2, 8])
     """
-    images = check_images(images)
+    images = model_inputs(model, images)
     flipped = images.flip(-2 if vertical else -1)
     with frozen(model), torch.inference_mode():
         pooled = latent_of(model, torch.cat([images, flipped]), layer).float().mean(dim=(2, 3))
@@ -401,7 +401,7 @@ def gradient_effects(
         store["latent"] = latent.detach().requires_grad_(True)
         return store["latent"]
 
-    with frozen(model), torch.enable_grad(), edit_latent(model, detach, layer):
+    with frozen(model), torch.enable_grad(), edit_latent(model, detach, layer, once=True):
         logits = model_logits(model(images), images.shape[-2:])
         if targets is not None:
             check_labels_in_range(targets, logits.shape[1])
@@ -577,7 +577,7 @@ def channel_statistics(
     total: torch.Tensor | None = None
     seen = 0
     for images, batch_labels in iterate_batches(data, labels, max_images, batch_size):
-        images = images.to(model_device(model, images.device), torch.float32)
+        images = model_inputs(model, images)
         if method == "flip":
             diffs = flip_differences(
                 model, images, layer=layer, vertical=region in ("top", "bottom")

@@ -61,7 +61,9 @@ def test_changed_fraction_and_specificity():
 
 def test_confusion_shape_mismatch():
     with pytest.raises(ValueError, match="same shape"):
-        ConfusionMatrix(2).update(torch.zeros(1, 2), torch.zeros(1, 3))
+        ConfusionMatrix(2).update(
+            torch.zeros(1, 2, dtype=torch.long), torch.zeros(1, 3, dtype=torch.long)
+        )
 
 
 def test_masked_confusions_with_fixed_and_per_batch_masks_agree_with_region_miou():

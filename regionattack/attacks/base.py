@@ -41,12 +41,14 @@ from regionattack._checks import (
     check_positive_int,
     check_radius,
     check_seed,
+    check_tensor,
+    model_dtype,
 )
 from regionattack._files import torch_save_atomic
 from regionattack._state import frozen
 from regionattack.attacks.objectives import project
 from regionattack.attacks.optimizers import OPTIMIZERS, ascend
-from regionattack.latent import find_layer, model_logits, predicted_classes
+from regionattack.latent import checked_logits, layer_hook, model_logits, predicted_classes
 from regionattack.metrics import MaskedConfusions
 from regionattack.normalization import NormalizedModel
 from regionattack.regions import RegionLike, as_mask
@@ -169,6 +171,13 @@ class SegmentationAttack(Attack):
             return self.normalize(adv)
 
     def _to_unit_range(self, images: torch.Tensor) -> torch.Tensor:
+        images = check_tensor(images, "images")
+        channels = self.normalization_used["mean"].numel()
+        if images.ndim != 4 or images.shape[1] != channels:
+            raise ValueError(
+                f"images must be (N, {channels}, H, W) to match the {channels} means and stds of "
+                f"set_normalization_used; got shape {tuple(images.shape)}"
+            )
         raw = self.inverse_normalize(images)  # called after _normalization_applied is cleared
         inside = (raw >= -_NORMALIZATION_SLACK) & (raw <= 1 + _NORMALIZATION_SLACK)
         return raw.clamp(0, 1) if bool(inside.all()) else raw  # out of range: check_images raises
@@ -245,12 +254,14 @@ class SegmentationAttack(Attack):
             labels = None if labels is None else check_labels(labels, prepared)
             clean = None
         elif self.captures_latent:  # keep the latent layer's output of the clean forward pass
-            module = find_layer(self.network(), getattr(self, "layer", None))[1]
-            hook = module.register_forward_hook(lambda _m, _i, out: latent.update(out=out))
-            try:
+            capture = layer_hook(
+                self.network(),
+                lambda out: latent.update(out=out),
+                getattr(self, "layer", None),
+                once=True,
+            )
+            with capture:
                 prepared, labels, clean = self.prepare(images, labels)
-            finally:
-                hook.remove()
         else:
             prepared, labels, clean = self.prepare(images, labels, clean)
         chosen = getattr(self, "region", None) if region is None else region
@@ -295,9 +306,9 @@ class SegmentationAttack(Attack):
         return self.device if self.device is not None else images.device
 
     def prepare_images(self, images: torch.Tensor) -> torch.Tensor:
-        """Validate images; return them as float32 on the model's device."""
+        """Validate images; return them on the model's device in its dtype (float32 or float64)."""
         images = check_images(images)
-        return images.detach().to(self._device_of(images), torch.float32)
+        return images.detach().to(self._device_of(images), model_dtype(self.network()))
 
     def prepare(
         self,
@@ -316,7 +327,7 @@ class SegmentationAttack(Attack):
         if clean is not None:
             return images, labels, check_labels(clean, images, "clean")
         with torch.no_grad():
-            clean_logits = self.logits(images)
+            clean_logits = checked_logits(self.logits(images))
         if labels is not None:
             check_labels_in_range(labels, clean_logits.shape[1])
         return images, labels, predicted_classes(clean_logits)
@@ -327,14 +338,17 @@ class SegmentationAttack(Attack):
         """Per-pixel targets: the labels to move away from, or in targeted mode the target map."""
         if not self.targeted:
             return clean if labels is None else labels
+        if self.attack_mode == "targeted(label)" and labels is None:
+            raise ValueError("set_mode_targeted_by_label needs a (N, H, W) target map as labels")
         if self.attack_mode == "targeted(label)":
-            if labels is None:
-                raise ValueError(
-                    "set_mode_targeted_by_label needs a (N, H, W) target map as labels"
-                )
-            return labels
-        targets = self._target_map_function(images, labels if labels is not None else clean)
-        return check_labels(targets, images, "target map")
+            targets = labels
+        else:
+            targets = self._target_map_function(images, labels if labels is not None else clean)
+            targets = check_labels(targets, images, "target map")
+        with torch.no_grad():
+            num_classes = self.logits(images[:1]).shape[1]
+        check_labels_in_range(targets, num_classes, "target map")
+        return targets
 
     @torch.no_grad()
     def get_random_target_label(self, inputs, labels=None):
@@ -409,10 +423,34 @@ class SegmentationAttack(Attack):
             scores=scores,
         )
 
-    @staticmethod
-    def finish(adv: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        """Return ``adv`` on the device and dtype of the caller's images."""
-        return adv.to(device=like.device, dtype=like.dtype)
+    def finish(self, adv: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """Return ``adv`` on the device and in the dtype of the caller's images, still in the ball.
+
+        When the caller's dtype is not the one the model computes in, the perturbation is
+        projected again in that dtype: rounding to float16 or bfloat16 (or widening float32
+        values to float64) could otherwise leave a pixel past ``eps``; such pixels are moved
+        towards the clean image one representable value at a time.
+
+        Raises:
+            ValueError: If the adversarial images are not finite (the model's gradients were not).
+        """
+        if not bool(torch.isfinite(adv).all()):
+            raise ValueError(
+                "the attack produced NaN or infinite images: the model's logits or gradients are "
+                "not finite on these images"
+            )
+        if adv.dtype == like.dtype:
+            return adv.to(like.device)
+        clean = like.to(adv.device, torch.float64)
+        delta = (adv.double() - clean).clamp(-self.eps, self.eps)
+        adv = (clean + delta).clamp(0, 1).to(like.dtype)
+        like = like.to(adv.device)
+        for _ in range(4):  # one step is enough unless a binade boundary lies in between
+            outside = (adv.double() - clean).abs() > self.eps
+            if not bool(outside.any()):
+                break
+            adv = torch.where(outside, torch.nextafter(adv, like), adv)
+        return adv.to(like.device)
 
     # ------------------------------------------------------------------ segmentation-aware save
     def save(

@@ -265,7 +265,7 @@ class RegionAttack(SegmentationAttack):
             loss = torch.zeros(n, device=adv.device)
             if use_segmentation:
                 latent: dict[str, torch.Tensor] = {}
-                capture = edit_latent(network, lambda z: latent.update(z=z), self.layer)
+                capture = edit_latent(network, lambda z: latent.update(z=z), self.layer, once=True)
                 with capture if use_channels else contextlib.nullcontext():
                     logits = model_logits(network(adv), adv.shape[-2:])
                 predicted = predicted_classes(logits.detach())
