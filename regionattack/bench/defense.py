@@ -34,7 +34,6 @@ from regionattack._checks import (
     check_nonnegative_float,
     check_nonnegative_int,
     check_positive_int,
-    check_radius,
     check_seed,
     model_device,
     state_digest,
@@ -45,8 +44,9 @@ from regionattack._state import frozen
 from regionattack.attacks.registry import attack_class, parse_attack_name
 from regionattack.bench.attacking import run_attack, suite_attack, summarize_attack
 from regionattack.bench.distributed import Workers
+from regionattack.bench.environment import environment
 from regionattack.bench.identity import data_identity
-from regionattack.bench.radius import in_255ths, radius_label
+from regionattack.bench.radius import check_radii, in_255ths, radius_label
 from regionattack.bench.rankings import rank
 from regionattack.bench.region_names import region_mask
 from regionattack.bench.run import Run
@@ -341,6 +341,7 @@ def evaluate_defense(
     with Run(out) as run:  # out=None: kept in memory
         store = run.results(fingerprint)
         store.meta["settings"] = settings
+        store.meta["environment"] = environment(device)
         for name, model in models.items():
             with frozen(model):
                 setting = Setting(
@@ -380,9 +381,7 @@ def _settings(
     """:func:`evaluate_defense`'s settings, checked and completed, and the models' class count."""
     for name in attacks:
         parse_attack_name(name)
-    eps = [check_radius(radius, "eps") for radius in eps]
-    if not eps:
-        raise ValueError("give at least one eps")
+    eps = check_radii(eps)
     for value, name in ((steps, "steps"), (batch_size, "batch_size"), (probe_grid, "probe_grid")):
         check_positive_int(value, name)
     check_positive_int(probe_epochs, "probe_epochs")

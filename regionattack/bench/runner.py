@@ -23,7 +23,6 @@ from regionattack._checks import (
     check_choice,
     check_nonnegative_int,
     check_positive_int,
-    check_radius,
     check_seed,
     model_device,
     state_digest,
@@ -35,7 +34,7 @@ from regionattack.bench.attacking import run_attack, suite_attack, summarize_att
 from regionattack.bench.distributed import Workers, start_workers, stop_workers
 from regionattack.bench.environment import environment
 from regionattack.bench.identity import data_identity
-from regionattack.bench.radius import in_255ths, radius_label
+from regionattack.bench.radius import check_radii, in_255ths, radius_label
 from regionattack.bench.rankings import rank, ranking_fidelity
 from regionattack.bench.region_names import REGION_NAMES, region_mask
 from regionattack.bench.run import Run, entered
@@ -104,10 +103,7 @@ class BenchConfig:
 
     def validate(self) -> None:
         """Check every experiment setting before any work starts (errors name the setting)."""
-        if not self.eps:
-            raise ValueError("give at least one eps")
-        for eps in self.eps:
-            check_radius(eps, "eps")
+        check_radii(self.eps)
         for name in ("attack_steps", "batch_size", "stride"):
             check_positive_int(getattr(self, name), name)
         for name in ("max_images", "attack_images", "num_classes"):

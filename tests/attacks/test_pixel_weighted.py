@@ -75,30 +75,6 @@ def test_region_mean_weights_average_over_valid_region_pixels():
     assert torch.allclose(region_mean_weights(None, targets).sum(), torch.tensor(1.0))
 
 
-@pytest.mark.parametrize("targeted", [False, True])
-@pytest.mark.parametrize("name", NAMES)
-def test_whole_image_attack_is_pgd_on_the_cospgd_loss(
-    reference, tiny_segmenter, images, name, targeted
-):
-    """With region=None and no random start, each step is the one cospgd's loss would take."""
-    labels = torch.randint(0, 3, (4, 16, 16), generator=torch.Generator().manual_seed(1))
-    attack = make(name, tiny_segmenter, None, random_start=False)
-    if targeted:
-        attack.set_mode_targeted_by_label(quiet=True)
-    adv = images.clone()
-    for step in range(attack.steps):
-        adv.requires_grad_(True)
-        logits = tiny_segmenter(adv)
-        loss = F.cross_entropy(logits, labels, reduction="none")
-        if name == "segpgd":
-            loss = reference.segpgd_scale(logits, labels, loss, step, 3, targeted)
-        else:
-            loss = reference.cospgd_scale(logits, labels, loss, 3, targeted).mean()
-        (grad,) = torch.autograd.grad(loss, adv)
-        adv = reference.step_inf(adv, EPS, grad, images, 2 / 255, targeted)
-    torch.testing.assert_close(attack(images, labels), adv, atol=1e-6, rtol=0)
-
-
 # ---------------------------------------------------------------- the attacks
 @pytest.mark.parametrize("region", ["left", None])
 @pytest.mark.parametrize("name", NAMES)

@@ -252,6 +252,7 @@ def test_the_benchmark_script_rebuilds_checkpoints_with_their_padding(tmp_path):
     zeros, reflect = (results["units"][f"{n}/clean"]["all"] for n in ("zeros", "reflect"))
     assert zeros != reflect  # the same weights behave differently once the padding is converted
     assert results["meta"]["settings"]["probe_images"] == 6
+    assert results["meta"]["environment"]["command"]  # where the numbers were measured
 
     refused = subprocess.run(
         [*command, "--checkpoint", f"missing={tmp_path / 'missing.pt'}"],
