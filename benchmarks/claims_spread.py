@@ -15,8 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from regionattack._files import write_json
-from regionattack.bench.environment import environment
+from regionattack.bench import write_record
 from regionattack.bench.report import format_table, summarize_ablation
 
 
@@ -99,7 +98,7 @@ def main() -> None:
         rows.append({"run": name, **claim_values(results)})
     for data in sorted({row["run"].split("/")[0] for row in rows}):
         print(f"\n{data}\n" + table(rows, data))
-    write_json(args.json, {"rows": rows, "environment": environment()}, indent=1)
+    write_record(args.json, {"rows": rows})
 
 
 if __name__ == "__main__":

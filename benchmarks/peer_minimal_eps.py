@@ -37,14 +37,13 @@ import torch
 from torch import nn
 
 from benchmarks import camvid_checkpoint
-from regionattack._checks import IGNORE_INDEX, state_digest
-from regionattack._files import write_json
-from regionattack.bench.environment import environment
+from regionattack.bench import write_record
 from regionattack.bench.identity import data_identity
 from regionattack.cli import parse_grid, parse_radius
 from regionattack.latent import model_logits, predicted_classes
 from regionattack.maps import map_cells, vulnerability_map
-from regionattack.metrics import changed_fractions
+from regionattack.metrics import IGNORE_INDEX, changed_fractions
+from regionattack.models import state_digest
 
 PEERS = ("ALMA prox", "PDPGD")
 
@@ -116,7 +115,8 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """Arguments of ``benchmarks/peer_minimal_eps.py``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     camvid_checkpoint.add_arguments(parser)
     parser.add_argument("--grid", type=parse_grid, default=3)
@@ -127,7 +127,63 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def our_rows(model: nn.Module, images, labels, cells, args: argparse.Namespace) -> list[dict]:
+    """Per cell: RegionAttack's median minimal radius and what it changes outside at that radius."""
+    ours = vulnerability_map(
+        model, images, grid=args.grid, labels=labels, minimal_eps=True,
+        eps_max=args.eps_max, break_fraction=args.break_fraction, max_outside=args.max_outside,
+        channels=False, seed=args.seed, batch_size=args.batch_size,
+    )  # fmt: skip
+    rows = []
+    for j, radius in enumerate(ours.minimal_eps.flatten().tolist()):
+        row = {"cell": j, "RegionAttack": _finite(radius), "RegionAttack changed outside": None}
+        if math.isfinite(radius):  # what RegionAttack at the cell's median radius changes outside
+            at_median = vulnerability_map(
+                model, images, grid=cells[j : j + 1], labels=labels, eps=radius,
+                channels=False, seed=args.seed, batch_size=args.batch_size,
+            )  # fmt: skip
+            row["RegionAttack changed outside"] = float(at_median.changed_outside[0])
+        rows.append(row)
+    return rows
+
+
+def peer_cell(name: str, model: nn.Module, images, clean, valid, cell, args) -> dict:
+    """One peer on one cell: median radius, fraction broken, outside changes (its and noise's)."""
+    radii, outside, noise_outside, broken = [], [], [], []
+    for first in range(0, len(images), args.batch_size):
+        batch = slice(first, first + args.batch_size)
+        inside = cell.expand_as(clean[batch])
+        adv = peer_attack(name, model, images[batch], clean[batch], inside & valid[batch],
+                          args.break_fraction, args.steps)  # fmt: skip
+        with torch.no_grad():
+            predicted = predicted_classes(model(adv))
+            changed_in, changed_out = changed_fractions(
+                predicted, clean[batch], valid[batch], inside
+            )[0]
+            success = changed_in >= args.break_fraction
+            norm = (adv - images[batch]).flatten(1).abs().amax(dim=1)
+            radius = torch.where(success, norm, torch.full_like(norm, math.inf))
+            noisy = noise_at(images[batch], radius, args.seed + first)
+            noise_out = changed_fractions(
+                predicted_classes(model(noisy)), clean[batch], valid[batch], inside
+            )[0][1]
+        radii += radius.tolist()
+        broken += success.tolist()
+        outside += changed_out[success].tolist()
+        noise_outside += noise_out[success].tolist()
+    return {
+        name: _finite(statistics.median(radii)),
+        f"{name} broken": sum(broken) / len(broken),
+        f"{name} changed outside": statistics.fmean(outside) if outside else None,
+        f"{name} noise changed outside": statistics.fmean(noise_outside) if noise_outside else None,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         adv_lib_segmentation()
     except ImportError as error:
@@ -144,65 +200,23 @@ def main(argv: list[str] | None = None) -> int:
     cells, shape = map_cells(args.grid, loaded.size)
 
     start = time.perf_counter()
-    ours = vulnerability_map(
-        loaded.model, images, grid=args.grid, labels=labels, minimal_eps=True,
-        eps_max=args.eps_max, break_fraction=args.break_fraction, max_outside=args.max_outside,
-        channels=False, seed=args.seed, batch_size=args.batch_size,
-    )  # fmt: skip
-    rows = []
-    for j, radius in enumerate(ours.minimal_eps.flatten().tolist()):
-        row = {"cell": j, "RegionAttack": _finite(radius), "RegionAttack changed outside": None}
-        if math.isfinite(radius):  # what RegionAttack at the cell's median radius changes outside
-            at_median = vulnerability_map(
-                loaded.model, images, grid=cells[j : j + 1], labels=labels, eps=radius,
-                channels=False, seed=args.seed, batch_size=args.batch_size,
-            )  # fmt: skip
-            row["RegionAttack changed outside"] = float(at_median.changed_outside[0])
-        rows.append(row)
+    rows = our_rows(loaded.model, images, labels, cells, args)
     seconds = {"RegionAttack": time.perf_counter() - start}
     result = {
         "settings": {**vars(args), "grid": list(shape), "eps_max": args.eps_max},
         "model_state": state_digest(loaded.model),
         "data": data_identity(loaded.dataset, loaded.count),
-        "environment": environment(),
         "seconds": seconds,
         "cells": rows,
     }
-    write_json(args.out, result, indent=1)  # kept after each attack: a stopped run keeps them
+    write_record(args.out, result)  # kept after each attack: a stopped run keeps them
     for name in PEERS:
         start = time.perf_counter()
         for j, cell in enumerate(cells):
-            radii, outside, noise_outside, broken = [], [], [], []
-            for first in range(0, len(images), args.batch_size):
-                batch = slice(first, first + args.batch_size)
-                inside = cell.expand_as(clean[batch])
-                adv = peer_attack(name, logits_model, images[batch], clean[batch],
-                                  inside & valid[batch], args.break_fraction, args.steps)  # fmt: skip
-                with torch.no_grad():
-                    predicted = predicted_classes(logits_model(adv))
-                    changed_in, changed_out = changed_fractions(
-                        predicted, clean[batch], valid[batch], inside
-                    )[0]
-                    success = changed_in >= args.break_fraction
-                    norm = (adv - images[batch]).flatten(1).abs().amax(dim=1)
-                    radius = torch.where(success, norm, torch.full_like(norm, math.inf))
-                    noisy = noise_at(images[batch], radius, args.seed + first)
-                    noise_out = changed_fractions(
-                        predicted_classes(logits_model(noisy)), clean[batch], valid[batch], inside
-                    )[0][1]
-                radii += radius.tolist()
-                broken += success.tolist()
-                outside += changed_out[success].tolist()
-                noise_outside += noise_out[success].tolist()
-            rows[j][name] = _finite(statistics.median(radii))
-            rows[j][f"{name} broken"] = sum(broken) / len(broken)
-            rows[j][f"{name} changed outside"] = statistics.fmean(outside) if outside else None
-            rows[j][f"{name} noise changed outside"] = (
-                statistics.fmean(noise_outside) if noise_outside else None
-            )
+            rows[j].update(peer_cell(name, logits_model, images, clean, valid, cell, args))
             print(f"{name}: cell {j} done", file=sys.stderr)
         seconds[name] = time.perf_counter() - start
-        write_json(args.out, result, indent=1)
+        write_record(args.out, result)
     print(table(result))
     print(f"radii in 1/255; seconds: {seconds}", file=sys.stderr)
     return 0

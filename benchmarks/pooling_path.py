@@ -32,13 +32,13 @@ from torch.utils.data import DataLoader
 
 from benchmarks import camvid_checkpoint
 from regionattack import RegionAttack, UniformNoise
-from regionattack._checks import IGNORE_INDEX, state_digest
-from regionattack._files import write_json
-from regionattack.bench.environment import environment
+from regionattack.bench import write_record
 from regionattack.bench.identity import data_identity
 from regionattack.bench.region_names import region_mask
 from regionattack.cli import parse_radii
 from regionattack.latent import model_logits
+from regionattack.metrics import IGNORE_INDEX
+from regionattack.models import state_digest
 
 CASES = ("noise", "full", "pooling frozen at evaluation", "pooling frozen")
 
@@ -169,10 +169,9 @@ def main() -> None:
         "identity": {"model_state": state_digest(model), "data": data_identity(dataset, count)},
         "settings": {"eps": args.eps, "steps": args.steps, "seeds": args.seeds, "region": "left"},
         "date": time.strftime("%F"),
-        "environment": environment(),
         "rows": rows,
     }
-    write_json(args.out, record, indent=1)
+    write_record(args.out, record)
     print(table(record))
 
 

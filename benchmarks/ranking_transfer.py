@@ -18,8 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from regionattack import ablate_channels, rank_channels, regions
-from regionattack._files import write_json
-from regionattack.bench.environment import environment
+from regionattack.bench import write_record
 from regionattack.demo import DemoConfig, load_data, trained_model
 
 
@@ -79,15 +78,8 @@ def main() -> None:
                     }
                 )
                 print(rows[-1], flush=True)
-    result = {
-        "rows": rows,
-        "meta": {
-            "model": info,
-            "environment": environment(),
-            "seconds": time.perf_counter() - start,
-        },
-    }
-    write_json(args.json, result, indent=2)
+    result = {"rows": rows, "meta": {"model": info, "seconds": time.perf_counter() - start}}
+    write_record(args.json, result)
 
 
 if __name__ == "__main__":

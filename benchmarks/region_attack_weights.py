@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 from benchmarks import camvid_checkpoint
-from regionattack._files import write_json
 from regionattack.attacks import build_attack
+from regionattack.bench import write_record
 from regionattack.bench.attacking import run_attack, summarize_attack
 from regionattack.bench.region_names import region_mask
 from regionattack.bench.setting import Setting
@@ -74,7 +73,7 @@ def main() -> None:
             flush=True,
         )
     record = {"args": vars(args), "rows": rows, "date": time.strftime("%F")}
-    write_json(Path(args.out), record, indent=1)
+    write_record(args.out, record)
 
 
 if __name__ == "__main__":

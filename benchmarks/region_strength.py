@@ -19,22 +19,22 @@ radius, RegionAttack's ``outside_weight`` sweep joined by a line)::
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import time
 from pathlib import Path
 
 from benchmarks import camvid_checkpoint
-from regionattack._checks import state_digest
-from regionattack._files import write_json
 from regionattack.attacks import attack_class, build_attack
+from regionattack.bench import write_record
 from regionattack.bench.attacking import run_attack, summarize_attack
-from regionattack.bench.environment import environment
 from regionattack.bench.identity import data_identity
 from regionattack.bench.radius import radius_label
 from regionattack.bench.region_names import region_mask
 from regionattack.bench.setting import Setting
 from regionattack.cli import parse_radii
+from regionattack.models import state_digest
 
 #: label -> (attack name of the suite, constructor options); the trade-off knob of RegionAttack
 #: is ``outside_weight`` (the weight of the term that keeps the outside's prediction), swept with
@@ -201,8 +201,8 @@ def _once(seen: set[str], label: str) -> str | None:
     return label
 
 
-def main() -> None:
-    """Measure every unit not in ``--out`` yet; print the table; draw the figure."""
+def build_parser() -> argparse.ArgumentParser:
+    """Arguments of ``benchmarks/region_strength.py``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     camvid_checkpoint.add_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -217,6 +217,52 @@ def main() -> None:
     )
     parser.add_argument("--out", required=True, help="results JSON (resumed when present)")
     parser.add_argument("--figure", help="PNG of the trade-off")
+    return parser
+
+
+def resumed_record(out: Path, identity: dict, args: argparse.Namespace) -> dict:
+    """The record of ``out`` (a fresh one if absent), its settings extended by this run's.
+
+    Raises:
+        ValueError: If ``out`` holds results of another model, other images or other settings.
+    """
+    record = json.loads(out.read_text()) if out.exists() else {"identity": identity, "rows": {}}
+    if record["identity"] != identity:
+        differs = [k for k in identity if record["identity"].get(k) != identity[k]]
+        raise ValueError(f"{out} holds results of another setting (differs in: {differs})")
+    # the variants, radii and steps of every run so far, in the order first given
+    settings = record.setdefault("settings", {"variants": [], "eps": [], "steps": []})
+    for name, values in (("variants", args.variants), ("eps", args.eps), ("steps", args.steps)):
+        settings[name] += [v for v in values if v not in settings[name]]
+    return record
+
+
+def measure(setting: Setting, left, variant: str, eps: float, steps: int, seed: int) -> dict:
+    """The row of one unit: the variant's attack at one radius, step count and seed."""
+    name, options = VARIANTS[variant]
+    attack = build_attack(
+        name, setting.model, eps=eps, steps=steps, region=left, seed=seed, **options
+    )
+    key = unit_key(variant, eps, steps, seed)
+    summary = summarize_attack(run_attack(setting, attack, left, description=key, seed=seed))
+    print(
+        f"{key:45s} in {summary['drop_inside']:.3f} out {summary['drop_outside']:.4f} "
+        f"changed out {summary['changed_outside']:.4f}",
+        flush=True,
+    )
+    return {
+        "variant": variant,
+        "eps": eps,
+        "steps": steps,
+        "seed": seed,
+        "date": time.strftime("%F"),
+        **{k: summary[k] for k in (*KEPT, "seconds_per_image", "images")},
+    }
+
+
+def main() -> None:
+    """Measure every unit not in ``--out`` yet; print the table; draw the figure."""
+    parser = build_parser()
     args = parser.parse_args()
     unknown = [name for name in args.variants if name not in VARIANTS]
     if unknown:
@@ -232,43 +278,17 @@ def main() -> None:
         "batch_size": args.batch_size,
     }
     out = Path(args.out)
-    record = json.loads(out.read_text()) if out.exists() else {"identity": identity, "rows": {}}
-    if record["identity"] != identity:
-        differs = [k for k in identity if record["identity"].get(k) != identity[k]]
-        parser.error(f"{out} holds results of another setting (differs in: {differs})")
-    # the variants, radii and steps of every run so far, in the order first given
-    settings = record.setdefault("settings", {"variants": [], "eps": [], "steps": []})
-    for name, values in (("variants", args.variants), ("eps", args.eps), ("steps", args.steps)):
-        settings[name] += [v for v in values if v not in settings[name]]
-    record["environment"] = environment()
-    for steps in args.steps:
-        for eps in args.eps:
-            for variant in args.variants:
-                for seed in args.seeds:
-                    key = unit_key(variant, eps, steps, seed)
-                    if key in record["rows"]:
-                        continue
-                    name, options = VARIANTS[variant]
-                    attack = build_attack(
-                        name, model, eps=eps, steps=steps, region=left, seed=seed, **options
-                    )
-                    outcome = run_attack(setting, attack, left, description=key, seed=seed)
-                    summary = summarize_attack(outcome)
-                    record["rows"][key] = {
-                        "variant": variant,
-                        "eps": eps,
-                        "steps": steps,
-                        "seed": seed,
-                        "date": time.strftime("%F"),
-                        **{k: summary[k] for k in (*KEPT, "seconds_per_image", "images")},
-                    }
-                    write_json(out, record, indent=1)
-                    print(
-                        f"{key:45s} in {summary['drop_inside']:.3f} out "
-                        f"{summary['drop_outside']:.4f} changed out "
-                        f"{summary['changed_outside']:.4f}",
-                        flush=True,
-                    )
+    try:
+        record = resumed_record(out, identity, args)
+    except ValueError as error:
+        parser.error(str(error))
+    for steps, eps, variant, seed in itertools.product(
+        args.steps, args.eps, args.variants, args.seeds
+    ):
+        key = unit_key(variant, eps, steps, seed)
+        if key not in record["rows"]:
+            record["rows"][key] = measure(setting, left, variant, eps, steps, seed)
+            write_record(out, record)
     print(table(record))
     if args.figure:
         figure(record, Path(args.figure))

@@ -28,7 +28,7 @@ from benchmarks import (
     claims_spread,
     map_summary,
     peer_minimal_eps,
-    perf,
+    perf_harness,
     pooling_path,
     region_attack_weights,
     region_strength,
@@ -144,7 +144,7 @@ def defenses_table(path: str) -> str:
 
 def perf_table(path: str, section: str) -> str:
     """One section of a ``benchmarks/perf.py`` JSON, as perf.py writes it in its ``.md``."""
-    return "\n".join(perf.section_markdown(section, _json(path)["sections"][section]))
+    return "\n".join(perf_harness.section_markdown(section, _json(path)["sections"][section]))
 
 
 RENDERERS: dict[str, Callable[..., str]] = {

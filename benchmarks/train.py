@@ -38,7 +38,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from torch.utils.data import Dataset
 
+from regionattack.bench.environment import environment
 from regionattack.cli import add_option_argument, parse_floats, parse_size
 from regionattack.data import DATASETS, check_size_divisible, load_dataset
 from regionattack.defenses import PADDING_MODES, AugShift, padding_modes, set_padding
@@ -106,25 +108,64 @@ def evaluate(model: torch.nn.Module, dataset, num_classes: int, device: str) -> 
     return confusion.miou()
 
 
+def prepare(
+    args: argparse.Namespace,
+) -> tuple[torch.nn.Module, Dataset, tuple[int, int], AugShift | None]:
+    """The seeded network (padding converted), the training set, the size and AugShift (or None).
+
+    Raises:
+        ValueError: For a size the stride does not divide, or a bad model or defense setting.
+        FileNotFoundError: If the dataset is not where ``--root`` says.
+    """
+    size = check_size_divisible(args.size, args.stride)
+    train_set = load_dataset(
+        args.dataset, args.root, args.split, size=size, max_images=args.max_images
+    )
+    torch.manual_seed(args.seed)
+    network = build_model(args.model, len(train_set.classes), **dict(args.option))
+    if args.padding != "zeros":
+        network = set_padding(network, args.padding)
+        logger.info("padding: %s", padding_modes(network))
+    augshift: AugShift | None = AugShift(args.augshift, args.augshift_shift, seed=args.seed)
+    if augshift.weight == 0:
+        augshift = None  # off; the settings are still checked
+    return network, train_set, size, augshift
+
+
+def checkpoint_meta(
+    args: argparse.Namespace, train_set: Dataset, size: tuple[int, int], augshift, losses, seconds
+) -> dict:
+    """What the checkpoint records beside the weights: how to rebuild the model, and the training."""
+    return {
+        "architecture": args.model,
+        "options": dict(args.option),
+        "dataset": args.dataset,
+        "classes": list(train_set.classes),
+        "size": list(size),
+        "mean": list(args.mean),
+        "std": list(args.std),
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "hflip": args.hflip,
+        "padding": args.padding,
+        "augshift": None
+        if augshift is None
+        else {"weight": augshift.weight, "max_shift": augshift.max_shift},
+        "seed": args.seed,
+        "train_images": len(train_set),
+        "final_loss": sum(losses[-20:]) / len(losses[-20:]),
+        "train_seconds": seconds,
+        "environment": environment(args.device),
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Train, evaluate, save; return the exit status."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        size = check_size_divisible(args.size, args.stride)
-        train_set = load_dataset(
-            args.dataset, args.root, args.split, size=size, max_images=args.max_images
-        )
-        options = dict(args.option)
-        classes = list(train_set.classes)
-        torch.manual_seed(args.seed)
-        network = build_model(args.model, len(classes), **options)
-        if args.padding != "zeros":
-            network = set_padding(network, args.padding)
-            logger.info("padding: %s", padding_modes(network))
-        augshift: AugShift | None = AugShift(args.augshift, args.augshift_shift, seed=args.seed)
-        if augshift.weight == 0:
-            augshift = None  # off; the settings are still checked
+        network, train_set, size, augshift = prepare(args)
     except (ValueError, FileNotFoundError) as error:
         print(f"train: error: {error}", file=sys.stderr)
         return 2
@@ -142,33 +183,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         num_workers=args.workers,
         augshift=augshift,
     )
-    seconds = time.perf_counter() - start
-    meta = {
-        "architecture": args.model,
-        "options": options,
-        "dataset": args.dataset,
-        "classes": classes,
-        "size": list(size),
-        "mean": list(args.mean),
-        "std": list(args.std),
-        "steps": args.steps,
-        "batch_size": args.batch_size,
-        "lr": args.lr,
-        "hflip": args.hflip,
-        "padding": args.padding,
-        "augshift": None
-        if augshift is None
-        else {"weight": augshift.weight, "max_shift": augshift.max_shift},
-        "seed": args.seed,
-        "train_images": len(train_set),
-        "final_loss": sum(losses[-20:]) / len(losses[-20:]),
-        "train_seconds": seconds,
-        "torch": str(torch.__version__),
-    }
+    meta = checkpoint_meta(args, train_set, size, augshift, losses, time.perf_counter() - start)
     if args.eval_split:
         eval_set = load_dataset(args.dataset, args.root, args.eval_split, size=size)
         meta["eval_split"] = args.eval_split
-        meta["eval_miou"] = evaluate(model.eval(), eval_set, len(classes), args.device)
+        meta["eval_miou"] = evaluate(model.eval(), eval_set, len(meta["classes"]), args.device)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(args.out, model, meta)
     print(json.dumps({k: v for k, v in meta.items() if k != "classes"}))

@@ -1,7 +1,8 @@
 """The benchmark behind ``regionattack bench``, and the defense evaluation :func:`evaluate_defense`.
 
 The benchmark: experiments, resumable results in a locked run folder (:class:`Run`), report,
-torchrun.
+torchrun. :func:`write_record` writes a result with the record of where it was measured
+(:mod:`regionattack.bench.environment`); every script in ``benchmarks/`` writes its JSON so.
 
 Example (command line)::
 
@@ -9,6 +10,7 @@ Example (command line)::
 """
 
 from regionattack.bench.defense import DefenseReport, evaluate_defense
+from regionattack.bench.environment import write_record
 from regionattack.bench.lock import FolderInUse
 from regionattack.bench.run import Run
 from regionattack.bench.runner import DEFAULT_ATTACKS, BenchConfig, run_benchmark
@@ -21,4 +23,5 @@ __all__ = [
     "Run",
     "evaluate_defense",
     "run_benchmark",
+    "write_record",
 ]

@@ -1,7 +1,8 @@
 """Where a number was measured: versions, machine, device, threads, commit, command and date.
 
-Recorded next to every result (the bench's ``meta.environment``, ``benchmarks/perf.py``, the
-scripts in ``benchmarks/``), so that a number can be traced back to the run that produced it.
+Recorded next to every result (the bench's ``meta.environment``; the ``"environment"`` of every
+JSON a script in ``benchmarks/`` writes, through :func:`write_record`), so that a number can be
+traced back to the run that produced it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from importlib import metadata
 from pathlib import Path
 
 import torch
+
+from regionattack._files import write_atomic, write_json
 
 _PACKAGES = ("torchvision", "torchattacks", "segmentation-models-pytorch", "kornia")
 
@@ -32,8 +35,8 @@ def environment(
 
     Example:
         >>> record = environment("cpu")
-        >>> record["torch"] == torch.__version__, record["device"]
-        (True, 'cpu')
+        >>> record["torch"] == torch.__version__, type(record["torch"]), record["device"]
+        (True, <class 'str'>, 'cpu')
     """
     device = torch.device(device)
     versions = {}
@@ -44,7 +47,7 @@ def environment(
             versions[package.replace("-", "_")] = None
     return {
         "python": platform.python_version(),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),  # a plain str: TorchVersion would pickle as itself
         **versions,
         "platform": platform.platform(),
         "processor": cpu_name(),
@@ -81,3 +84,52 @@ def git_commit() -> str | None:
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
+
+
+def write_record(
+    path: str | os.PathLike,
+    record: dict[str, object],
+    *,
+    device: torch.device | str = "cpu",
+    command: str | None = None,
+) -> Path:
+    """Write ``record`` with its :func:`environment` as strict JSON, atomically.
+
+    The file holds ``{**record, "environment": environment(device, command=command)}`` (an
+    ``"environment"`` already in ``record`` is replaced), indented by one space; its folder is
+    created. A reader, or a rerun after a kill, sees the old file or the new one, never half.
+
+    Args:
+        path: Destination file.
+        record: The results, plain JSON values.
+        device: The device the numbers were measured on.
+        command: The command line; default: this process's arguments.
+
+    Returns:
+        The destination as a :class:`~pathlib.Path`.
+
+    Raises:
+        ValueError: If ``record`` holds a NaN or an infinity (strict JSON has none).
+        TypeError: If ``record`` holds a value JSON cannot represent.
+
+    Example:
+        >>> import json, tempfile
+        >>> path = write_record(Path(tempfile.mkdtemp()) / "out" / "r.json", {"miou": 0.5})
+        >>> written = json.loads(path.read_text())
+        >>> written["miou"], written["environment"]["torch"] == torch.__version__
+        (0.5, True)
+    """
+    return write_json(
+        path, {**record, "environment": environment(device, command=command)}, indent=1
+    )
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Replace ``path`` with ``text`` (UTF-8) atomically; create its folder (a results page).
+
+    Example:
+        >>> import tempfile
+        >>> write_text(Path(tempfile.mkdtemp()) / "out" / "r.md", "# results").read_text()
+        '# results'
+    """
+    return write_atomic(path, text)

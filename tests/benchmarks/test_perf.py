@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from benchmarks import perf
+from benchmarks import perf, perf_sections
 
 pytestmark = pytest.mark.slow  # runs a script end to end (seconds to minutes)
 
@@ -230,7 +230,9 @@ def test_memory_probe_reports_json(capsys):
 @pytest.fixture
 def no_memory_probes(monkeypatch):
     """Skip the probe subprocess (tested above) where a test checks something else."""
-    monkeypatch.setattr(perf, "memory", lambda *_: {"mib": None, "reason": "not measured here"})
+    monkeypatch.setattr(
+        perf_sections, "memory", lambda *_: {"mib": None, "reason": "not measured here"}
+    )
 
 
 def test_autocast_bf16_runs_on_cpu(tmp_path, no_memory_probes):

@@ -24,6 +24,7 @@ def test_rows_for_every_case_and_seed(camvid, checkpoint, tmp_path, monkeypatch,
     pooling_path.main()
     record = json.loads(out.read_text())
     assert set(record["rows"]) == {"0", "1"}
+    assert record["environment"]["command"] == " ".join(argv)  # regionattack.bench.write_record
     for row in record["rows"].values():
         assert set(row) == set(pooling_path.CASES)
         for case in row.values():

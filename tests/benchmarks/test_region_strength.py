@@ -31,6 +31,7 @@ def test_rows_table_figure_and_resume(camvid, checkpoint, tmp_path, monkeypatch,
     row = record["rows"]["RegionAttack ow=1/8/2/1"]
     assert row["images"] == 3 and row["seed"] == 1 and row["eps"] == pytest.approx(8 / 255)
     assert 0 <= row["changed_outside"] <= 1 and 0 <= row["changed_inside"] <= 1
+    assert record["environment"]["command"] == " ".join(["region_strength", *args])
     printed = capsys.readouterr().out
     assert "| RegionAttack ow=1 | 8/255 | 2 | 2 |" in printed
     assert figure.stat().st_size > 10_000

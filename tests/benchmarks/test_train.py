@@ -49,6 +49,7 @@ def test_train_script_writes_a_checkpoint_the_bench_reads(camvid, tmp_path):
     summary = json.loads(completed.stdout.strip().splitlines()[-1])
     assert summary["architecture"] == "smp:DeepLabV3:resnet18"
     assert summary["size"] == [32, 48] and 0 <= summary["eval_miou"] <= 1
+    assert summary["environment"]["torch"] == torch.__version__
     from regionattack.models import build_from_checkpoint
 
     model, meta = build_from_checkpoint(out)
