@@ -40,10 +40,18 @@ from regionattack.maps import VulnerabilityMap, map_cells
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(r"^([ \t]*)<!-- table: (.+?) -->\n.*?^[ \t]*<!-- end table -->", re.S | re.M)
+START = re.compile(r"^[ \t]*<!-- table: ")
+END = re.compile(r"^[ \t]*<!-- end table -->")
 
 
 def _json(path: str) -> dict:
-    return json.loads((ROOT / path).read_text())
+    try:
+        record = json.loads((ROOT / path).read_text())
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path}: not a readable JSON record ({error})") from error
+    if not isinstance(record, dict) or not record:
+        raise ValueError(f"{path}: expected a JSON object with results; got {record!r:.40}")
+    return record
 
 
 def _list(text: str) -> list[str]:
@@ -176,8 +184,37 @@ def render(spec: str) -> str:
     return RENDERERS[name](*args, **options)
 
 
-def render_page(text: str) -> str:
-    """``text`` with every marked table rendered again (indented as its markers, in a list)."""
+def check_markers(text: str, page: str = "page") -> None:
+    """Refuse a page whose table markers do not pair up (each start closed before the next).
+
+    A missing ``<!-- end table -->`` would otherwise let a table run to the next block's end
+    marker and replace the prose in between.
+
+    Raises:
+        ValueError: Naming the page and the line of the unpaired marker.
+    """
+    opened = None
+    for number, line in enumerate(text.splitlines(), 1):
+        if START.match(line):
+            if opened is not None:
+                raise ValueError(f"{page}:{opened}: table marker without <!-- end table -->")
+            opened = number
+        elif END.match(line):
+            if opened is None:
+                raise ValueError(f"{page}:{number}: <!-- end table --> without a table marker")
+            opened = None
+    if opened is not None:
+        raise ValueError(f"{page}:{opened}: table marker without <!-- end table -->")
+
+
+def render_page(text: str, page: str = "page") -> str:
+    """``text`` with every marked table rendered again (indented as its markers, in a list).
+
+    Raises:
+        ValueError: If the markers do not pair up (:func:`check_markers`) or a table's JSON
+            cannot be read.
+    """
+    check_markers(text, page)
 
     def rendered(match: re.Match) -> str:
         indent, spec = match[1], match[2]
@@ -202,7 +239,11 @@ def main(argv: list[str] | None = None) -> int:
     stale = []
     for page in pages():
         text = page.read_text()
-        rendered = render_page(text)
+        try:
+            rendered = render_page(text, str(page.relative_to(ROOT)))
+        except ValueError as error:
+            print(f"render_tables: error: {error}", file=sys.stderr)
+            return 2
         if rendered != text:
             stale.append(page.relative_to(ROOT))
             if not args.check:

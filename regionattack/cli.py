@@ -67,6 +67,36 @@ def parse_radii(text: str) -> tuple[float, ...]:
     return tuple(parse_radius(part) for part in text.split(","))
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an int >= 1 (a count, steps, a batch size).
+
+    Example:
+        >>> positive_int("3")
+        3
+    """
+    return _int_at_least(text, 1)
+
+
+def nonnegative_int(text: str) -> int:
+    """An argparse type: an int >= 0 (0 switches a part off, e.g. ``--map-grid 0``).
+
+    Example:
+        >>> nonnegative_int("0")
+        0
+    """
+    return _int_at_least(text, 0)
+
+
+def _int_at_least(text: str, low: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be at least {low}; got {value}")
+    return value
+
+
 def parse_option(text: str) -> tuple[str, object]:
     """``"name=value"`` -> ``(name, value)``; the value is a Python literal or else a string."""
     name, sep, value = text.partition("=")
@@ -99,6 +129,13 @@ def _demo_size(text: str) -> tuple[int, int]:
     return height, width
 
 
+_RESUME = (
+    "A rerun resumes only when the settings, the model's weights (a digest of its state dict) "
+    "and the evaluated files (names and contents, hashed) are the same; anything else is "
+    "refused, naming what differs. One process at a time per --out (a lock)."
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``regionattack`` argument parser."""
     parser = argparse.ArgumentParser(
@@ -119,24 +156,27 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--size", type=_demo_size, default=(96, 128), help="HEIGHTxWIDTH (default: 96x128)"
     )
-    demo.add_argument("--train-images", type=int, default=None, help="images to train on")
+    demo.add_argument("--train-images", type=positive_int, default=None, help="images to train on")
     demo.add_argument(
         "--eval-images",
-        type=int,
+        type=positive_int,
         default=None,
         help="images to rank channels on and evaluate (default: 48 synthetic, all 101 CamVid val)",
     )
     demo.add_argument(
-        "--attack-images", type=int, default=DemoConfig.attack_images, help="images to attack"
+        "--attack-images",
+        type=positive_int,
+        default=DemoConfig.attack_images,
+        help="images to attack",
     )
     demo.add_argument(
         "--map-grid",
-        type=int,
+        type=nonnegative_int,
         default=DemoConfig.map_grid,
         help="vulnerability map over an NxN grid of the attacked images (0: none; default: 3)",
     )
-    demo.add_argument("--steps", type=int, default=DemoConfig.steps, help="training steps")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--steps", type=positive_int, default=DemoConfig.steps, help="training steps")
+    demo.add_argument("--seed", type=nonnegative_int, default=0)
     demo.add_argument("--retrain", action="store_true", help="ignore the cached model")
     demo.add_argument("--quiet", action="store_true", help="print only the tables")
     _add_bench(commands)
@@ -151,12 +191,15 @@ def _add_bench(commands) -> None:
         "bench",
         help="benchmark a model: clean mIoU, channel ablation, region attacks, ranking fidelity",
         description="Resumable: rerun the same command to continue an interrupted run. Runs under "
-        "torchrun --nproc_per_node=K (the images are sharded; the numbers equal one process).",
+        "torchrun --nproc_per_node=K (the images are sharded; the numbers equal one process). "
+        + _RESUME,
     )
     _add_model_arguments(bench)
-    bench.add_argument("--max-images", type=int, help="evaluate the first N images")
-    bench.add_argument("--attack-images", type=int, help="attack the first N (default: all)")
-    bench.add_argument("--batch-size", type=int, default=BenchConfig.batch_size)
+    bench.add_argument("--max-images", type=positive_int, help="evaluate the first N images")
+    bench.add_argument(
+        "--attack-images", type=positive_int, help="attack the first N (default: all)"
+    )
+    bench.add_argument("--batch-size", type=positive_int, default=BenchConfig.batch_size)
     bench.add_argument(
         "--eps",
         type=parse_radii,
@@ -164,7 +207,7 @@ def _add_bench(commands) -> None:
         help="L-inf radii for images in [0, 1], comma-separated: 8/255 or 0.0314 "
         "(default: 2/255,4/255,8/255)",
     )
-    bench.add_argument("--attack-steps", type=int, default=BenchConfig.attack_steps)
+    bench.add_argument("--attack-steps", type=positive_int, default=BenchConfig.attack_steps)
     bench.add_argument(
         "--attacks",
         type=lambda text: tuple(text.split(",")),
@@ -177,14 +220,14 @@ def _add_bench(commands) -> None:
     bench.add_argument(
         "--attack-region", default="left", help="left, right, top, bottom, center, cell"
     )
-    bench.add_argument("--random-draws", type=int, default=BenchConfig.random_draws)
+    bench.add_argument("--random-draws", type=nonnegative_int, default=BenchConfig.random_draws)
     bench.add_argument(
         "--fidelity-channels",
-        type=int,
+        type=nonnegative_int,
         default=BenchConfig.fidelity_channels,
         help="channels zeroed one at a time for the fidelity experiment (0: skip)",
     )
-    bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument("--seed", type=nonnegative_int, default=0)
     bench.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     bench.add_argument("--out", required=True, help="output folder")
     bench.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -273,10 +316,12 @@ def parse_grid(text: str) -> int | tuple[int, int]:
     try:
         if "x" in text:
             rows, cols = text.lower().split("x")
-            return int(rows), int(cols)
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected N or ROWSxCOLS, got {text!r}") from None
+            return positive_int(rows), positive_int(cols)
+        return positive_int(text)
+    except (ValueError, argparse.ArgumentTypeError):
+        raise argparse.ArgumentTypeError(
+            f"expected N or ROWSxCOLS (each at least 1), got {text!r}"
+        ) from None
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -289,7 +334,7 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
         help="smp:<Arch>:<encoder>, torchvision:<name> or paper:deeplabv3_resnet50 "
         "(default: the architecture recorded in --checkpoint)",
     )
-    parser.add_argument("--num-classes", type=int, help="classes of --model")
+    parser.add_argument("--num-classes", type=positive_int, help="classes of --model")
     add_option_argument(parser, "--model")
     parser.add_argument(
         "--checkpoint",
@@ -298,7 +343,7 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=parse_size, help="HEIGHTxWIDTH (default: the checkpoint's)")
     parser.add_argument("--mean", type=parse_floats, help="input normalisation mean")
     parser.add_argument("--std", type=parse_floats, help="input normalisation std")
-    parser.add_argument("--stride", type=int, default=16, help="the model's output stride")
+    parser.add_argument("--stride", type=positive_int, default=16, help="the model's output stride")
 
 
 def _add_map(commands) -> None:
@@ -306,10 +351,10 @@ def _add_map(commands) -> None:
         "map",
         help="vulnerability map: break each cell of a grid in turn, keep the rest",
         description="Resumable: each finished cell is kept in OUT/map.json; rerun the same "
-        "command to continue. Writes OUT/map.md (table) and OUT/map.png (heat maps).",
+        "command to continue. Writes OUT/map.md (table) and OUT/map.png (heat maps). " + _RESUME,
     )
     _add_model_arguments(parser)
-    parser.add_argument("--images", type=int, default=32, help="map the first N images")
+    parser.add_argument("--images", type=positive_int, default=32, help="map the first N images")
     parser.add_argument("--grid", type=parse_grid, default=3, help="N or ROWSxCOLS (default: 3)")
     parser.add_argument(
         "--attack",
@@ -318,8 +363,8 @@ def _add_map(commands) -> None:
         "(default: RegionAttack; e.g. CosPGD[apgd], SEA, or a plug-in)",
     )
     parser.add_argument("--eps", type=parse_radius, default=8 / 255, help="default: 8/255")
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--k", type=int, help="channels zeroed per cell (default: 5%%)")
+    parser.add_argument("--steps", type=positive_int, default=10)
+    parser.add_argument("--k", type=positive_int, help="channels zeroed per cell (default: 5%%)")
     parser.add_argument("--no-channels", action="store_true", help="skip the channel drop")
     parser.add_argument(
         "--minimal-eps", action="store_true", help="also bisect each cell's smallest breaking eps"
@@ -334,8 +379,8 @@ def _add_map(commands) -> None:
         default=0.01,
         help="of the other pixels that may change at the minimal eps (default: 0.01; 1: no limit)",
     )
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=positive_int, default=16)
+    parser.add_argument("--seed", type=nonnegative_int, default=0)
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -425,10 +470,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_map(args)
     if args.command == "demo":
         defaults = DemoConfig()
-        eval_images = args.eval_images or (101 if args.data == "camvid" else defaults.eval_images)
-        train_images = args.train_images or (
-            367 if args.data == "camvid" else defaults.train_images
-        )
+        eval_images, train_images = args.eval_images, args.train_images
+        if eval_images is None:
+            eval_images = 101 if args.data == "camvid" else defaults.eval_images
+        if train_images is None:
+            train_images = 367 if args.data == "camvid" else defaults.train_images
         config = DemoConfig(
             data=args.data,
             root=args.root,

@@ -522,11 +522,17 @@ class Mapper:
             >>> vmap.shape, list(done)
             ((2, 2), ['cell/0', 'cell/1', 'cell/2', 'cell/3', 'channels'])
         """
+        wanted = ["changed_inside", "changed_outside", "miou_drop"]
+        wanted += ["minimal_eps"] if self.minimal_eps else []
         rows = [
-            dict(unit(f"cell/{j}", lambda j=j: self.attack_rows([j])[0]))  # type: ignore[arg-type]
+            _checked_unit(
+                f"cell/{j}", unit(f"cell/{j}", lambda j=j: self.attack_rows([j])[0]), wanted
+            )
             for j in range(len(self.cells))
         ]
         drops = unit("channels", self.channel_drops)
+        if drops is not None:
+            _checked_unit("channels", drops, range(len(self.cells)))
         for row, drop in zip(rows, drops or [], strict=False):  # type: ignore[arg-type]
             row["channel_drop"] = drop
         return VulnerabilityMap.from_rows(
@@ -536,6 +542,31 @@ class Mapper:
     def map(self, rows: Sequence[dict]) -> VulnerabilityMap:
         """The map of one row per cell (from :meth:`attack_rows`, ``channel_drop`` added)."""
         return VulnerabilityMap.from_rows(self.cells.cpu(), self.shape, rows, self.settings)
+
+
+def _checked_unit(key: str, value: object, wanted: Sequence) -> dict:
+    """A stored unit's values (numbers, or None for NaN), refused when one is missing or wrong.
+
+    A unit edited or damaged in ``map.json`` would otherwise become a row of NaN cells.
+    """
+    if isinstance(value, list):
+        value = dict(enumerate(value))
+    if not isinstance(value, dict):
+        value = {}
+    missing = [name for name in wanted if name not in value]
+    bad = [
+        name
+        for name in wanted
+        if name in value
+        and value[name] is not None
+        and (isinstance(value[name], bool) or not isinstance(value[name], (int, float)))
+    ]
+    if missing or bad:
+        raise ValueError(
+            f"the stored unit {key!r} is not what the map computes (missing {missing}, not "
+            f"numbers {bad}); delete it from map.json to compute it again"
+        )
+    return dict(value)
 
 
 class _PairOutcome:

@@ -159,13 +159,21 @@ class ChannelRanking:
                 a ``model_digest`` that is not a hex string.
         """
         try:
-            record = json.loads(Path(path).read_text())
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path} is not valid JSON ({error})") from None
+            record = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{path} is not a UTF-8 JSON file ({error})") from None
         return cls(**_checked_record(record, path))
 
 
 _KEYS = ("indices", "scores", "method", "region", "layer", "num_images")
+
+
+def _finite_float(value: float) -> bool:
+    """Whether ``value`` is a finite float32-representable score (a 400-digit int is not)."""
+    try:
+        return math.isfinite(value) and abs(float(value)) <= torch.finfo(torch.float32).max
+    except OverflowError:
+        return False
 
 
 def _checked_record(record: object, path: str | os.PathLike) -> dict:
@@ -191,7 +199,7 @@ def _checked_record(record: object, path: str | os.PathLike) -> dict:
     if not isinstance(scores, list) or not scores:
         raise bad("scores", "a non-empty list of finite numbers", scores)
     for i, value in enumerate(scores):
-        if not (is_int(value) or isinstance(value, float)) or not math.isfinite(value):
+        if not (is_int(value) or isinstance(value, float)) or not _finite_float(value):
             raise bad(f"scores[{i}]", "a finite number", value)
     if not isinstance(indices, list) or not all(is_int(i) for i in indices):
         raise bad("indices", "a list of int channel ids", indices)

@@ -69,13 +69,37 @@ def test_the_commands_are_demo_bench_and_map(capsys):
 
 @pytest.mark.parametrize(
     "argv",
-    [["nope"], ["bench", "--eps", "8"], ["map", "--grid", "three"], ["demo", "--size", "100x100"]],
+    [
+        ["nope"],
+        ["bench", "--eps", "8"],
+        ["map", "--grid", "three"],
+        ["demo", "--size", "100x100"],
+        # counts are checked by the parser, not replaced by defaults or found after the work
+        ["demo", "--eval-images", "0"],
+        ["demo", "--train-images", "0"],
+        ["demo", "--map-grid", "-1"],
+        ["map", "--k", "0"],
+        ["map", "--images", "0"],
+        ["map", "--grid", "0x2"],
+        ["bench", "--batch-size", "0"],
+        ["bench", "--attack-steps", "-3"],
+        ["bench", "--random-draws", "-1"],
+    ],
 )
 def test_bad_arguments_exit_with_status_2_before_any_work(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(argv)
+        main([*argv, *REQUIRED.get(argv[0], [])])
     assert exit_info.value.code == 2
-    assert "error" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "error" in err
+    if len(argv) > 1:
+        assert f"argument {argv[1]}" in err  # the message names the argument
+
+
+REQUIRED = {
+    "bench": ["--dataset", "camvid", "--root", "missing", "--out", "missing"],
+    "map": ["--dataset", "camvid", "--root", "missing", "--out", "missing"],
+}
 
 
 def _command(name: str, camvid, checkpoint, out) -> list[str]:

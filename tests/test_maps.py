@@ -332,3 +332,19 @@ def test_cli_map_writes_table_and_figure_resumes_and_refuses(
     assert all("minimal_eps" in units[f"cell/{j}"] for j in range(2))
     assert units["channels"] is None
     assert "| minimal eps |" in (bisected / "map.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("key", "stored"),
+    [("cell/2", {}), ("cell/1", {"changed_inside": "x", "changed_outside": 0.0, "miou_drop": 0.0}),
+     ("channels", [0.1])],
+)  # fmt: skip
+def test_a_damaged_stored_unit_is_refused_not_read_as_nan(key, stored):
+    from regionattack.maps import Mapper
+    from regionattack.models import TinySegmenter
+
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    mapper = Mapper(TinySegmenter(num_classes=3).eval(), images, grid=2, steps=1)
+    done = {key: stored}
+    with pytest.raises(ValueError, match=f"stored unit '{key}' is not what the map computes"):
+        mapper.by_units(lambda name, compute: done[name] if name in done else compute())

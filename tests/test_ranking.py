@@ -214,7 +214,7 @@ def test_load_rejects_malformed_rankings(tmp_path, change, field):
 @pytest.mark.parametrize(
     ("text", "match"),
     [
-        ("{not json", "not valid JSON"),
+        ("{not json", "not a UTF-8 JSON file"),
         ("[1, 2]", "JSON object"),
         (json.dumps({k: v for k, v in GOOD.items() if k != "layer"}), "missing.*layer"),
     ],
@@ -223,6 +223,21 @@ def test_load_rejects_files_that_are_not_rankings(tmp_path, text, match):
     path = tmp_path / "ranking.json"
     path.write_text(text)
     with pytest.raises(ValueError, match=rf"ranking\.json.*{match}"):
+        ChannelRanking.load(path)
+
+
+def test_load_names_the_file_of_binary_and_utf16_text(tmp_path):
+    path = tmp_path / "ranking.json"
+    for data in (bytes(range(256)), json.dumps(GOOD).encode("utf-16")):
+        path.write_bytes(data)
+        with pytest.raises(ValueError, match=r"ranking\.json is not a UTF-8 JSON file"):
+            ChannelRanking.load(path)
+
+
+def test_load_refuses_a_score_too_large_for_a_float(tmp_path):
+    path = tmp_path / "ranking.json"
+    path.write_text(json.dumps(GOOD).replace(str(GOOD["scores"][0]), "9" * 400, 1))
+    with pytest.raises(ValueError, match=r"ranking\.json: .*scores\[0\]"):
         ChannelRanking.load(path)
 
 

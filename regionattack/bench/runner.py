@@ -41,9 +41,10 @@ from regionattack.bench.run import Run, entered
 from regionattack.bench.setting import Setting, evaluate_clean
 from regionattack.bench.store import ResultStore
 from regionattack.bench.sweep import Selection, ablation_ks, ablation_sweep, channel_selections
+from regionattack.latent import find_layer
 from regionattack.metrics import MaskedConfusions
 from regionattack.normalization import IMAGENET_MEAN, IMAGENET_STD
-from regionattack.ranking import ChannelRanking
+from regionattack.ranking import ChannelRanking, check_ranking_matches
 
 logger = logging.getLogger(__name__)
 
@@ -403,7 +404,7 @@ def _rankings(context: _Context) -> dict[str, ChannelRanking]:
         path = context.out / "rankings" / f"{name}.json"
         key = f"ranking/{name}"
         if key in context.store and path.exists():
-            rankings[name] = ChannelRanking.load(path)
+            rankings[name] = _resumed_ranking(path, method, context)
             continue
         context.store.forget(key)  # its file is gone: rank again
 
@@ -419,6 +420,21 @@ def _rankings(context: _Context) -> dict[str, ChannelRanking]:
 
         context.store.unit(key, compute)
     return rankings
+
+
+def _resumed_ranking(path: Path, method: str, context: _Context) -> ChannelRanking:
+    """A ranking file of an earlier run, refused unless made by ``method`` on this model."""
+    ranking = ChannelRanking.load(path)
+    try:
+        if ranking.method != method:
+            raise ValueError(f"it holds a {ranking.method} ranking, not a {method} one")
+        check_ranking_matches(ranking, context.setting.model, find_layer(context.setting.model)[0])
+    except ValueError as error:
+        raise ValueError(
+            f"{path} does not belong to this run ({error}); delete it to rank again, or use "
+            "another --out"
+        ) from None
+    return ranking
 
 
 def _ablation(context: _Context, rankings: dict[str, ChannelRanking]) -> dict:

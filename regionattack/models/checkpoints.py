@@ -126,12 +126,35 @@ def _damage(source: Source) -> str | None:
         if size <= 0:
             return "it is empty (0 bytes): truncated, or never written"
         handle.seek(start)
-        if handle.read(len(_ZIP_MAGIC)) == _ZIP_MAGIC and not zipfile.is_zipfile(handle):
+        if handle.read(len(_ZIP_MAGIC)) != _ZIP_MAGIC:
+            return None
+        if not zipfile.is_zipfile(handle):
             return (
                 f"it is truncated ({size} bytes): torch.save writes a zip archive, and this one "
                 "ends before its closing directory; copy or download the file again"
             )
+        handle.seek(start)
+        return _corrupt_member(handle)
     return None
+
+
+def _corrupt_member(handle: IO[bytes]) -> str | None:
+    """Say which member of a checkpoint's zip archive fails its CRC check, else None.
+
+    torch.load does not check the archive's checksums, so a changed byte in a tensor would load
+    as different weights without a word.
+    """
+    try:
+        with zipfile.ZipFile(handle) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as error:
+        return f"its zip archive is damaged ({error}); copy or download the file again"
+    if bad is None:
+        return None
+    return (
+        f"it is corrupt: {bad!r} in its zip archive fails its checksum (changed bytes); copy or "
+        "download the file again"
+    )
 
 
 def _cut_short(source: Source, refused: str) -> bool:
@@ -159,11 +182,12 @@ def _cut_short(source: Source, refused: str) -> bool:
 
 
 def _load_error(label: str, error: Exception, source: Source) -> ValueError:
-    refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+    refused = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", str(error))
     if isinstance(error, pickle.UnpicklingError) and refused and not _cut_short(source, refused[1]):
         return ValueError(
-            f"refused to load {label}: it contains Python objects other than tensors and plain "
-            f"containers ({refused[1]}), and regionattack loads weights only "
+            f"refused to load {label} as untrusted code: it holds Python objects that loading "
+            f"would run or build ({refused[1]}), not only tensors and plain containers; "
+            "regionattack loads weights only "
             "(torch.load(weights_only=True)) so that no code in a file can run. To use it, load "
             "it yourself in an environment you trust and save the state dict alone: "
             "torch.save(model.state_dict(), path)"

@@ -24,6 +24,9 @@ reads the paper's/VainF's checkpoints) or :func:`regionattack.models.build_from_
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
+
 from torch import nn
 
 from regionattack._checks import check_positive_int, import_optional
@@ -98,7 +101,11 @@ def build_model(name: str, num_classes: int, **options: object) -> nn.Module:
             raise ValueError(
                 f"unknown smp encoder {encoder!r}; see smp.encoders.get_encoder_names()"
             )
-        return getattr(smp, arch)(encoder, encoder_weights=None, classes=num_classes, **options)
+        architecture = getattr(smp, arch)
+        _check_named_options(
+            architecture.__init__, options, name, {"encoder_name", "encoder_weights", "classes"}
+        )
+        return architecture(encoder, encoder_weights=None, classes=num_classes, **options)
     if family == "torchvision":
         from torchvision.models import segmentation
 
@@ -106,9 +113,10 @@ def build_model(name: str, num_classes: int, **options: object) -> nn.Module:
             raise ValueError(
                 f"torchvision models are one of {list(TORCHVISION_MODELS)}; got {rest!r}"
             )
-        return getattr(segmentation, rest)(
-            weights=None, weights_backbone=None, num_classes=num_classes, **options
-        )
+        builder = getattr(segmentation, rest)
+        fixed = {"weights", "weights_backbone", "num_classes"}
+        _check_named_options(builder, options, name, fixed)
+        return builder(weights=None, weights_backbone=None, num_classes=num_classes, **options)
     if family == "paper":
         if rest not in PAPER_MODELS:
             raise ValueError(f"paper models are one of {list(PAPER_MODELS)}; got {rest!r}")
@@ -120,6 +128,23 @@ def build_model(name: str, num_classes: int, **options: object) -> nn.Module:
     raise ValueError(
         f"model names start with 'smp:', 'torchvision:', 'paper:' or 'hf:'; got {name!r}"
     )
+
+
+def _check_named_options(constructor: Callable, options: dict, name: str, fixed: set[str]) -> None:
+    """Refuse options that are not named parameters of ``constructor``.
+
+    smp's architectures and torchvision's builders take ``**kwargs`` and drop what they do not
+    know, so a misspelt option (``decoder_dropuot``) would otherwise build the default model.
+    """
+    parameters = inspect.signature(constructor).parameters
+    known = {
+        key
+        for key, parameter in parameters.items()
+        if key != "self" and parameter.kind is not inspect.Parameter.VAR_KEYWORD
+    } - fixed
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(f"{name} has no option(s) {unknown}; known: {sorted(known)}")
 
 
 def _hf_model(name: str, num_classes: int, **options: object) -> nn.Module:

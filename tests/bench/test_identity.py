@@ -57,7 +57,7 @@ def test_file_datasets_are_identified_by_root_split_size_and_listing(folder):
     identity = data_identity(CamVid(folder, "val", size=(16, 24)), 6)
     assert identity["root"] == str(folder.resolve())
     assert identity["split"] == "val" and identity["size"] == [16, 24] and identity["images"] == 6
-    assert len(identity["files_sha256"]) == 16
+    assert len(identity["contents_sha256"]) == 16
     assert data_identity(CamVid(folder, "val"), 6)["size"] is None
     assert data_identity(CamVid(folder, "val", size=(16, 24)), 5) != identity
 
@@ -80,6 +80,15 @@ def test_a_renamed_or_resized_file_changes_the_identity(folder):
     assert data_identity(CamVid(folder, "val"), 6) != identity
     for name in ("val/frame05.jpg", "valannot/frame05.png"):
         (folder / name).rename((folder / name).with_name("frame99" + Path(name).suffix))
+    assert data_identity(CamVid(folder, "val"), 6) != identity
+
+
+def test_a_file_replaced_by_another_of_the_same_size_changes_the_identity(folder):
+    identity = data_identity(CamVid(folder, "val"), 6)
+    image = folder / "val" / "frame02.jpg"
+    data = bytearray(image.read_bytes())
+    data[-3] ^= 0xFF  # same name, same size, other bytes
+    image.write_bytes(bytes(data))
     assert data_identity(CamVid(folder, "val"), 6) != identity
 
 

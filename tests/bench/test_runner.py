@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import regionattack as ra
 from regionattack.bench import runner
 from regionattack.bench.runner import BenchConfig, run_benchmark
 from regionattack.cli import main
@@ -217,8 +218,8 @@ def test_radii_are_in_image_units(camvid, checkpoint, tmp_path, capsys, flags, m
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (("--attack-steps", "0"), "attack_steps must be positive"),
-        (("--random-draws", "-1"), "random_draws must be >= 0"),
+        (("--attack-steps", "0"), "argument --attack-steps: must be at least 1"),
+        (("--random-draws", "-1"), "argument --random-draws: must be at least 0"),
         (("--attacks", "RegionAttack,FGSM"), "unknown attack 'FGSM'"),
         (("--attacks", "RegionAttack[loud]"), "unknown attack"),
         (("--attack-region", "middle"), "attack_region must be one of"),
@@ -229,7 +230,11 @@ def test_bad_settings_are_refused_before_any_work(
 ):
     _forbid_work(monkeypatch)
     out = tmp_path / "out"
-    assert main(["bench", *bench_args(camvid, checkpoint, out), *flags]) == 2
+    try:
+        status = main(["bench", *bench_args(camvid, checkpoint, out), *flags])
+    except SystemExit as exit_info:  # refused by the argument parser
+        status = exit_info.code
+    assert status == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
 
@@ -357,3 +362,22 @@ def test_run_experiments_on_a_model_and_tensors_in_memory(tiny_segmenter, tmp_pa
     assert len(results["fidelity"]["channels"]) == 3
     again = run_experiments(config, model, TensorDataset(images, labels))  # resumes
     assert numbers(again) == numbers(results)
+
+
+def test_a_ranking_file_of_another_model_is_refused_on_resume(tiny_segmenter, tmp_path):
+    from torch.utils.data import TensorDataset
+
+    from regionattack.bench.runner import run_experiments
+    from regionattack.models import TinySegmenter
+    from tests.helpers import tiny_task
+
+    images, labels = tiny_task(4, torch.Generator().manual_seed(3))
+    data = TensorDataset(images, labels)
+    config = BenchConfig(dataset="tiny", root="", out=str(tmp_path), eps=(8 / 255,),
+                         attack_steps=1, attacks=("RegionAttack",), rankings=("flip",),
+                         random_draws=1, fidelity_channels=0, batch_size=4, progress=False)  # fmt: skip
+    run_experiments(config, tiny_segmenter, data)
+    other = TinySegmenter(num_classes=3).eval()  # other random weights
+    ra.rank_channels(other, images, method="flip").save(tmp_path / "rankings" / "flip.json")
+    with pytest.raises(ValueError, match=r"flip\.json does not belong to this run .*another model"):
+        run_experiments(config, tiny_segmenter, data)

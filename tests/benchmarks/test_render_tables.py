@@ -67,3 +67,27 @@ def test_no_results_table_is_typed_by_hand():
     )
     descriptions = [("performance.md", "| contender | what runs |")] * 4
     assert sorted(typed) == sorted([("defenses.md", training), *descriptions])
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        # the first end marker is missing: the table would run to the second block's end marker
+        ("<!-- table: a -->\n| x |\n## Heading\nprose\n<!-- table: b -->\n| y |\n"
+         "<!-- end table -->\n", 1),
+        ("prose\n<!-- table: a -->\n| x |\n", 2),
+        ("prose\n<!-- end table -->\n", 2),
+    ],
+    ids=["unclosed-before-next", "unclosed-at-end", "stray-end"],
+)  # fmt: skip
+def test_unpaired_markers_are_refused_naming_the_line(text, line):
+    with pytest.raises(ValueError, match=f"page.md:{line}: "):
+        render_tables.render_page(text, "page.md")
+
+
+@pytest.mark.parametrize("content", ["{}", '{"rows": [', "not json"])
+def test_an_unreadable_json_is_named(content, tmp_path, monkeypatch):
+    monkeypatch.setattr(render_tables, "ROOT", tmp_path)
+    (tmp_path / "r.json").write_text(content)
+    with pytest.raises(ValueError, match=r"^r\.json: "):
+        render_tables.render_page("<!-- table: claims r.json data=camvid -->\n<!-- end table -->\n")

@@ -1,5 +1,6 @@
 import argparse
 import io
+import os
 import re
 import traceback
 import zipfile
@@ -287,10 +288,38 @@ def test_file_holding_a_custom_object_is_refused_with_our_own_advice(tmp_path):
         read_state_dict(path)
     message = str(info.value)
     assert f"checkpoint {str(path)!r}" in message
-    assert "_Config" in message and "other than tensors" in message
+    assert "_Config" in message and "not only tensors" in message
     assert "weights only" in message and "torch.save(model.state_dict()" in message
     shown = "".join(traceback.format_exception(info.value))
     assert "False" not in shown  # no advice to load with weights_only=False, not even chained
+
+
+class _Shell:
+    """Calls os.system when unpickled: the untrusted code a checkpoint can carry."""
+
+    def __reduce__(self):
+        return (os.system, ("echo this must not run",))
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+def test_a_file_that_would_run_a_shell_command_is_refused_as_untrusted_code(legacy, tmp_path):
+    path = tmp_path / "shell.pt"
+    torch.save({"w": torch.ones(2), "x": _Shell()}, path, _use_new_zipfile_serialization=not legacy)
+    with pytest.raises(ValueError, match=r"as untrusted code: .*\((posix|nt)\.system\)"):
+        read_state_dict(path)
+
+
+def test_a_changed_byte_in_a_tensor_fails_the_zip_checksum(tmp_path):
+    path = tmp_path / "weights.pt"
+    torch.save({"w": torch.arange(1000.0)}, path)
+    with zipfile.ZipFile(path) as archive:
+        member = next(i for i in archive.infolist() if i.filename.endswith("data/0"))
+    data = bytearray(path.read_bytes())
+    start = member.header_offset + 30 + len(member.filename) + len(member.extra)
+    data[start + 100] ^= 0x01  # inside the tensor's bytes: torch.load alone would accept it
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"corrupt: .*data/0.* fails its checksum"):
+        read_state_dict(path)
 
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])

@@ -34,6 +34,24 @@ def test_build_model_passes_options():
     assert model(torch.rand(1, 3, 64, 64)).shape == (1, 4, 64, 64)
 
 
+@pytest.mark.parametrize(
+    ("name", "option"),
+    [
+        ("smp:FPN:resnet18", {"decoder_dropuot": 0.9}),  # smp would build with dropout 0.2
+        ("smp:DeepLabV3:resnet18", {"decoder_atention_type": "scse"}),
+        ("torchvision:deeplabv3_resnet50", {"aux_los": True}),  # torchvision drops **kwargs
+        ("paper:deeplabv3_resnet50", {"outputstride": 8}),
+    ],
+)
+def test_a_misspelt_option_is_refused_naming_it(name, option):
+    with pytest.raises(ValueError, match=next(iter(option))):
+        build_model(name, num_classes=3, **option)
+
+
+def test_a_real_option_changes_the_model():
+    assert build_model("smp:FPN:resnet18", 3, decoder_dropout=0.9).decoder.dropout.p == 0.9
+
+
 def test_models_built_from_a_seed_or_checkpoint_leave_the_global_rng(tmp_path):
     state = torch.get_rng_state()
     planted = PlantedPositionSegmenter(latent_channels=6, seed=1)
