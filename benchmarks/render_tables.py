@@ -34,7 +34,7 @@ from benchmarks import (
     region_strength,
 )
 from regionattack.bench import report
-from regionattack.bench.defense import DefenseReport
+from regionattack.bench.defense_report import DefenseReport
 from regionattack.cli import parse_radii
 from regionattack.maps import VulnerabilityMap, map_cells
 

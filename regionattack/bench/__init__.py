@@ -9,7 +9,8 @@ Example (command line)::
     regionattack bench --dataset camvid --root DIR --split val --checkpoint FILE --out OUTDIR
 """
 
-from regionattack.bench.defense import DefenseReport, evaluate_defense
+from regionattack.bench.defense import evaluate_defense
+from regionattack.bench.defense_report import DefenseReport
 from regionattack.bench.environment import write_record
 from regionattack.bench.lock import FolderInUse
 from regionattack.bench.run import Run

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +37,10 @@ from regionattack._checks import (
     model_device,
     state_digest,
 )
-from regionattack._figures import plot_defenses
-from regionattack._files import write_atomic
 from regionattack._state import frozen
 from regionattack.attacks.registry import attack_class, parse_attack_name
 from regionattack.bench.attacking import run_attack, suite_attack, summarize_attack
+from regionattack.bench.defense_report import DefenseReport, clean_entry, probe_entry
 from regionattack.bench.distributed import Workers
 from regionattack.bench.environment import environment
 from regionattack.bench.identity import data_identity
@@ -54,159 +52,10 @@ from regionattack.bench.setting import Setting, evaluate_clean
 from regionattack.bench.sweep import ablation_sweep, channel_selections
 from regionattack.latent import latent_of, model_logits
 
-__all__ = ["DEFENSE_ATTACKS", "DefenseReport", "evaluate_defense"]
+__all__ = ["DEFENSE_ATTACKS", "evaluate_defense"]
 
 #: The attacks :func:`evaluate_defense` runs unless told otherwise (any registered name may be given).
 DEFENSE_ATTACKS = ("RegionAttack", "PGD")
-
-
-@dataclass
-class DefenseReport:
-    """What :func:`evaluate_defense` measured.
-
-    Attributes:
-        settings: The evaluation's settings (images, region, eps, k, ...).
-        models: ``{name: {"clean", "probe", "probe_permuted", "shift", "ablation", "attacks"}}``.
-        seconds: Wall-clock seconds of each unit (``"<model>/clean"``, ``"<model>/attack/PGD/8"``
-            ...), as measured when it ran (a resumed run keeps the earlier timings).
-    """
-
-    settings: dict[str, Any]
-    models: dict[str, dict[str, Any]]
-    seconds: dict[str, float]
-
-    @classmethod
-    def from_results(cls, record: dict[str, Any]) -> DefenseReport:
-        """The report of a finished run's ``results.json``, read from its units alone.
-
-        Raises:
-            KeyError: If a unit of a model is missing (the run did not finish).
-        """
-        settings = dict(record["meta"]["settings"])
-        if any(radius > 1 for radius in settings["eps"]):  # runs before 2026-11-30: in 1/255
-            settings["eps"] = [radius / 255 for radius in settings["eps"]]
-        units = record["units"]
-        models = {}
-        for name in dict.fromkeys(key.split("/")[0] for key in units):
-            attacks = f"{name}/attack/"
-            models[name] = {
-                "clean": _clean_result(units[f"{name}/clean"]),
-                "probe": _probe_result(units[f"{name}/probe"]),
-                "probe_permuted": _probe_result(units[f"{name}/probe_permuted"]),
-                "shift": units[f"{name}/shift"],
-                "ablation": units[f"{name}/ablation"],
-                "attacks": {
-                    key[len(attacks) :]: value
-                    for key, value in units.items()
-                    if key.startswith(attacks)
-                },
-            }
-        return cls(settings, models, dict(record["meta"].get("seconds", {})))
-
-    def to_dict(self) -> dict[str, Any]:
-        """Settings, per-model results and seconds per unit as plain Python values."""
-        return {"settings": self.settings, "models": self.models, "seconds": self.seconds}
-
-    def table(self) -> str:
-        """A Markdown table: one row per model, the headline numbers as columns."""
-        eps = self.settings["eps"]
-        header = ["model", "clean mIoU", "probe acc", "probe acc (permuted)", "shift sensitivity"]
-        header += ["top-k flip", "top-k gradient", "random k"]
-        for name in self.settings["attacks"]:
-            for radius in eps:
-                header.append(
-                    f"{name} {radius_label(radius)}/255 mIoU"
-                    + ("" if attack_class(name).whole_image else " in / out (spec)")
-                )
-        rows = [header, ["---"] * len(header)]
-        for model, result in self.models.items():
-            ablation = result["ablation"]
-            row = [
-                model,
-                _f(result["clean"]["miou"]),
-                _f(result["probe"]["accuracy"], 2),
-                _f(result["probe_permuted"]["accuracy"], 2),
-                _f(result["shift"]["ratio"], 2),
-                _f(ablation["flip"]),
-                _f(ablation["gradient"]),
-                f"{_f(ablation['random_mean'])} ± {_f(ablation['random_std'])}",
-            ]
-            for name in self.settings["attacks"]:
-                for radius in eps:
-                    attack = result["attacks"][f"{name}/{radius_label(radius)}"]
-                    if attack_class(name).whole_image:
-                        row.append(_f(attack["miou"]))
-                    else:
-                        row.append(
-                            f"{_f(attack['miou_inside'])} / {_f(attack['miou_outside'])} "
-                            f"({_f(attack['specificity'], 1)})"
-                        )
-            rows.append(row)
-        return "\n".join("| " + " | ".join(row) + " |" for row in rows)
-
-    def plot(self, path: str | Path | None = None) -> Any:
-        """Draw probe accuracy, shift sensitivity, top-k zeroing, region attacks and PGD vs eps.
-
-        Eps 0 on the attack panels is the clean prediction of the attacked images.
-
-        Returns:
-            The matplotlib figure (saved to ``path`` when given).
-        """
-        radii = [0.0, *(in_255ths(e) for e in self.settings["eps"])]
-        curves = [
-            (
-                model,
-                name,
-                attack_class(name).whole_image,
-                [result["attacks"][f"{name}/{radius_label(e)}"] for e in self.settings["eps"]],
-            )
-            for model, result in self.models.items()
-            for name in self.settings["attacks"]
-        ]
-        return plot_defenses(
-            self.models,
-            curves,
-            radii,
-            k=self.settings["k"],
-            region=self.settings["region"],
-            path=path,
-        )
-
-    def save(self, out: str | Path) -> None:
-        """Write ``report.md`` (settings and table) and ``defenses.png`` to the folder ``out``."""
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        s = self.settings
-        lines = [
-            "# Defense evaluation",
-            "",
-            f"{s['images']} images ({s['attack_images']} attacked), region `{s['region']}`, "
-            f"{s['steps']} attack steps, top-k zeroing with k = {s['k']} of {s['channels']} "
-            f"channels vs {s['random_draws']} random draws, probe on {s['probe_images']} images "
-            f"({s['probe_grid']}x{s['probe_grid']} grid, chance {1 / s['probe_grid'] ** 2:.2f}).",
-            "Shift sensitivity: mean squared distance between the pooled latents of two views of "
-            "an image shifted by up to 25%, over the same distance between two different images "
-            "(0: shifts change nothing; 1: a shift moves the latent as far as a new image). "
-            "Attack cells: mIoU inside / outside the region (specificity = drop inside / drop "
-            "outside); PGD: whole-image mIoU.",
-            "",
-            self.table(),
-            "",
-            "![defenses](defenses.png)",
-            "",
-            "Seconds per model: "
-            + ", ".join(
-                f"{model} {sum(v for k, v in self.seconds.items() if k.startswith(model + '/')):.0f}"
-                for model in self.models
-            ),
-            "",
-        ]
-        write_atomic(out / "report.md", "\n".join(lines))
-        self.plot(out / "defenses.png")
-
-
-def _f(value: float | None, digits: int = 3) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def _as_dataset(data: object) -> Dataset:
@@ -443,9 +292,7 @@ def _evaluate_model(name, setting: Setting, measure, settings: dict, mask) -> di
     from regionattack.probe import position_readout
 
     result: dict[str, Any] = {}
-    result["clean"] = _clean_result(
-        measure(f"{name}/clean", lambda: evaluate_clean(setting).mious())
-    )
+    result["clean"] = clean_entry(measure(f"{name}/clean", lambda: evaluate_clean(setting).mious()))
     probe_batch = torch.cat([images for images, _ in setting.batches(settings["probe_images"])])
     for key, permute in (("probe", False), ("probe_permuted", True)):
         probe = measure(
@@ -459,7 +306,7 @@ def _evaluate_model(name, setting: Setting, measure, settings: dict, mask) -> di
                 epochs=settings["probe_epochs"],
             ).to_dict(),
         )
-        result[key] = _probe_result(probe)
+        result[key] = probe_entry(probe)
     result["shift"] = measure(
         f"{name}/shift", lambda: _shift_sensitivity(setting, probe_batch, settings)
     )
@@ -484,16 +331,6 @@ def _evaluate_model(name, setting: Setting, measure, settings: dict, mask) -> di
                 ),
             )
     return result
-
-
-def _clean_result(unit: dict) -> dict[str, float]:
-    """The clean mIoUs of a ``<model>/clean`` unit as the report names them."""
-    return {"miou": unit["all"], "miou_inside": unit["region"], "miou_outside": unit["not-region"]}
-
-
-def _probe_result(unit: dict) -> dict[str, Any]:
-    """What the report keeps of a probe unit."""
-    return {key: unit[key] for key in ("accuracy", "chance", "per_cell_accuracy")}
 
 
 def _shift_sensitivity(setting: Setting, images: torch.Tensor, settings: dict) -> dict[str, float]:

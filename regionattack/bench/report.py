@@ -114,7 +114,11 @@ def region_table(ablation: list[dict]) -> str:
     """MIoU inside and outside each region with its region-ranked top-k channels zeroed."""
     return format_table(
         [
-            {**r, "inside": _f(r["miou_inside"]), "outside": _f(r["miou_outside"])}
+            {
+                **r,
+                "inside": format_value(r["miou_inside"]),
+                "outside": format_value(r["miou_outside"]),
+            }
             for r in ablation
             if r["region"] != "overall"
         ],
@@ -159,7 +163,13 @@ def fidelity_table(fidelity: dict) -> str:
     )
 
 
-def _f(value: object, digits: int = 3) -> str:
+def format_value(value: float | None, digits: int = 3) -> str:
+    """A number with ``digits`` decimals for a table cell; ``-`` for a missing one (None).
+
+    Example:
+        >>> format_value(0.12345), format_value(None), format_value(2.5, 1)
+        ('0.123', '-', '2.5')
+    """
     return "-" if value is None else f"{value:.{digits}f}"
 
 

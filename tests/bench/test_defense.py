@@ -11,7 +11,8 @@ import torch
 
 from regionattack.ablation import ablated_predictions
 from regionattack.bench import defense
-from regionattack.bench.defense import DefenseReport, evaluate_defense
+from regionattack.bench.defense import evaluate_defense
+from regionattack.bench.defense_report import DefenseReport
 from regionattack.defenses import set_padding
 from regionattack.metrics import ConfusionMatrix
 from regionattack.models import TinySegmenter, save_checkpoint
