@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -59,3 +60,21 @@ def assert_untouched(model: nn.Module, before: dict) -> None:
     for name, grad in before["grads"].items():
         now = after["grads"][name]
         assert (grad is None and now is None) or torch.equal(grad, now), f"grad of {name} changed"
+
+
+def reference_pgd(model, images, labels, scaled_loss, *, steps, targeted, eps=8 / 255):
+    """Whole-image PGD with the cospgd package's step (``cospgd.functions.step_inf``).
+
+    ``scaled_loss(logits, labels, pixel_losses, step)`` is the reference's weighting of the
+    per-pixel cross-entropy (its ``cospgd_scale`` or ``segpgd_scale``); step size eps / 4, no
+    random start, as the library's attacks with ``random_start=False``.
+    """
+    reference = pytest.importorskip("cospgd", reason="cospgd is in the dev extras").functions
+    adv = images.clone()
+    for step in range(steps):
+        adv.requires_grad_(True)
+        logits = model(adv)
+        loss = scaled_loss(logits, labels, F.cross_entropy(logits, labels, reduction="none"), step)
+        (grad,) = torch.autograd.grad(loss, adv)
+        adv = reference.step_inf(adv, eps, grad, images, eps / 4, targeted)
+    return adv

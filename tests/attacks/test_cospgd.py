@@ -2,9 +2,9 @@
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from regionattack import CosPGD
+from tests.helpers import reference_pgd
 
 EPS = 8 / 255
 
@@ -22,14 +22,10 @@ def test_whole_image_attack_is_pgd_on_the_cospgd_loss(reference, tiny_segmenter,
     attack = CosPGD(tiny_segmenter, None, steps=3, seed=0, random_start=False)
     if targeted:
         attack.set_mode_targeted_by_label(quiet=True)
-    adv = images.clone()
-    for _ in range(attack.steps):
-        adv.requires_grad_(True)
-        logits = tiny_segmenter(adv)
-        loss = F.cross_entropy(logits, labels, reduction="none")
-        loss = reference.cospgd_scale(logits, labels, loss, 3, targeted).mean()
-        (grad,) = torch.autograd.grad(loss, adv)
-        adv = reference.step_inf(adv, EPS, grad, images, 2 / 255, targeted)
+    adv = reference_pgd(
+        tiny_segmenter, images, labels, lambda lg, lb, loss, step: reference.cospgd_scale(lg, lb, loss, 3, targeted).mean(),
+        steps=attack.steps, targeted=targeted,
+    )  # fmt: skip
     torch.testing.assert_close(attack(images, labels), adv, atol=1e-6, rtol=0)
 
 

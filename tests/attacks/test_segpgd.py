@@ -2,9 +2,9 @@
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from regionattack import RegionPGD, SegPGD
+from tests.helpers import reference_pgd
 
 EPS = 8 / 255
 
@@ -29,14 +29,10 @@ def test_whole_image_attack_is_pgd_on_the_cospgd_segpgd_loss(
     attack = SegPGD(tiny_segmenter, None, steps=3, seed=0, random_start=False)
     if targeted:
         attack.set_mode_targeted_by_label(quiet=True)
-    adv = images.clone()
-    for step in range(attack.steps):
-        adv.requires_grad_(True)
-        logits = tiny_segmenter(adv)
-        loss = F.cross_entropy(logits, labels, reduction="none")
-        loss = reference.segpgd_scale(logits, labels, loss, step, 3, targeted)
-        (grad,) = torch.autograd.grad(loss, adv)
-        adv = reference.step_inf(adv, EPS, grad, images, 2 / 255, targeted)
+    adv = reference_pgd(
+        tiny_segmenter, images, labels, lambda lg, lb, loss, step: reference.segpgd_scale(lg, lb, loss, step, 3, targeted),
+        steps=attack.steps, targeted=targeted,
+    )  # fmt: skip
     torch.testing.assert_close(attack(images, labels), adv, atol=1e-6, rtol=0)
 
 
