@@ -28,6 +28,38 @@ def model_device(model: torch.nn.Module, fallback: torch.device) -> torch.device
     return fallback
 
 
+def check_device(device: object, name: str = "device") -> torch.device | None:
+    """``device`` as a torch device this machine has (None stays None: the default).
+
+    Raises:
+        ValueError: For a string torch does not read as a device, or a CUDA device on a machine
+            without one (or without that index). Other accelerators are refused: the library is
+            tested on the CPU and CUDA only.
+
+    Example:
+        >>> check_device("cpu")
+        device(type='cpu')
+    """
+    if device is None:
+        return None
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(
+            f"{name} must be 'cpu' or 'cuda[:index]'; got {device!r} ({error})"
+        ) from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{name} {device!r}: no CUDA device is available here; use 'cpu'")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"{name} {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
+    elif parsed.type != "cpu":
+        raise ValueError(f"{name} must be 'cpu' or 'cuda[:index]'; got {device!r}")
+    return parsed
+
+
 def check_tensor(value: object, name: str) -> torch.Tensor:
     """Return ``value`` if it is a tensor, else raise ``TypeError``."""
     if not isinstance(value, torch.Tensor):

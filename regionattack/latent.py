@@ -230,13 +230,22 @@ def model_logits(output: object, size: tuple[int, int] | None = None) -> torch.T
     elif not isinstance(output, (torch.Tensor, dict)) and hasattr(output, "logits"):
         output = output.logits
     elif isinstance(output, (list, tuple)) and output:
-        output = output[0]
+        items, output = output, output[0]
+        if not isinstance(output, torch.Tensor) or output.ndim != 4:
+            later = [
+                i
+                for i, item in enumerate(items)
+                if isinstance(item, torch.Tensor) and item.ndim == 4
+            ]
+            hint = f"; item {later[0]} looks like the logits: return it first" if later else ""
+            raise ValueError(
+                "a segmentation model that returns a tuple must put its (N, K, H, W) logits "
+                f"first; got {_described(output)} first{hint}"
+            )
     if not isinstance(output, torch.Tensor) or output.ndim != 4:
         raise ValueError(
             "a segmentation model must return (N, K, H, W) logits (a tensor, a dict with 'out', "
-            "a tuple with masks first or an output with .logits); "
-            f"got {type(output).__name__}"
-            + (f" of shape {tuple(output.shape)}" if isinstance(output, torch.Tensor) else "")
+            f"a tuple with masks first or an output with .logits); got {_described(output)}"
         )
     if size is None or tuple(output.shape[-2:]) == tuple(size):
         return output
@@ -246,6 +255,12 @@ def model_logits(output: object, size: tuple[int, int] | None = None) -> torch.T
             f"({tuple(size)}); expected logits at the input size or smaller"
         )
     return resize_logits(output, size)
+
+
+def _described(value: object) -> str:
+    """A value's type, and its shape for a tensor (for error messages)."""
+    shape = f" of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else ""
+    return f"{type(value).__name__}{shape}"
 
 
 def resize_logits(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -305,11 +305,7 @@ def iterate_batches(
         raise ValueError("labels= is only accepted with a tensor of images; yield them from data")
     seen = 0
     for item in data:
-        images, batch_labels = (
-            (item[0], item[1] if len(item) > 1 else None)
-            if isinstance(item, (tuple, list))
-            else (item, None)
-        )
+        images, batch_labels = _batch_parts(item)
         if max_images is not None and seen + images.shape[0] > max_images:
             images = images[: max_images - seen]
             batch_labels = None if batch_labels is None else batch_labels[: images.shape[0]]
@@ -320,6 +316,24 @@ def iterate_batches(
         seen += images.shape[0]
         if max_images is not None and seen >= max_images:
             break
+
+
+def _batch_parts(item: object) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(images, labels or None)`` of one item a loader yields (more fields are ignored)."""
+    if isinstance(item, (tuple, list)) and item:
+        images, labels = item[0], item[1] if len(item) > 1 else None
+    else:
+        images, labels = item, None
+    if not isinstance(images, torch.Tensor):
+        found = type(item).__name__
+        if isinstance(item, dict):
+            found = f"a dict with keys {sorted(map(str, item))} (pass its images and labels)"
+        elif isinstance(item, (tuple, list)):
+            found = f"a {type(item).__name__} whose first item is {type(images).__name__}"
+        raise TypeError(
+            f"data must yield image batches or (images, labels) pairs of tensors; got {found}"
+        )
+    return images, labels
 
 
 def flip_differences(

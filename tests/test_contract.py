@@ -16,6 +16,7 @@ import regionattack as ra
 from regionattack import metrics
 from regionattack._checks import state_digest
 from regionattack.ablation import ablated_predictions, channel_mask
+from regionattack.bench import evaluate_defense
 from regionattack.models import TinySegmenter
 from regionattack.probe import position_readout
 
@@ -32,6 +33,14 @@ def _attack(name):
     return run
 
 
+def _defense(model, images):
+    labels = torch.zeros(images.shape[0], *images.shape[-2:], dtype=torch.long)
+    return evaluate_defense(
+        {"m": model}, (images, labels), eps=(EPS,), steps=1, probe_images=6, probe_epochs=2,
+        random_draws=1, progress=False,
+    )  # fmt: skip
+
+
 #: name -> (call(model, images), whether it reads the model's logits)
 ENTRY_POINTS = {
     # UniformNoise reads no model; PositionChannelAttack reads the latent only
@@ -44,6 +53,7 @@ ENTRY_POINTS = {
     "ablated_predictions": (lambda m, x: ablated_predictions(m, x, [[0], [1, 2]]), True),
     "vulnerability_map": (lambda m, x: ra.vulnerability_map(m, x, grid=2, steps=1), True),
     "position_readout": (lambda m, x: position_readout(m, x, epochs=2, seed=0), False),
+    "evaluate_defense": (lambda m, x: _defense(m, x), True),
 }
 READS_LOGITS = [name for name, (_, reads) in ENTRY_POINTS.items() if reads]
 

@@ -187,3 +187,15 @@ def test_model_logits_reads_logits_outputs_and_upsamples_smaller_logits():
     assert model_logits(small, (4, 6)) is small  # already at the size: untouched
     with pytest.raises(ValueError, match="larger than its input"):
         model_logits(small, (2, 12))
+
+
+def test_a_tuple_output_with_the_logits_second_is_refused_pointing_to_them():
+    from regionattack.latent import model_logits
+
+    with pytest.raises(
+        ValueError, match="logits first; got Tensor of shape \\(2,\\) first; item 1"
+    ):
+        model_logits((torch.zeros(2), torch.zeros(1, 3, 4, 4)))
+    with pytest.raises(ValueError, match="must return \\(N, K, H, W\\) logits"):
+        model_logits(torch.zeros(3))
+    assert model_logits((torch.zeros(1, 3, 4, 4), torch.zeros(2))).shape == (1, 3, 4, 4)

@@ -320,3 +320,13 @@ def test_rank_channels_converts_other_float_dtypes_to_float32(
     ranking = rank_channels(tiny_segmenter, images, method=method, region="left")
     expected = rank_channels(tiny_segmenter, images.float(), method=method, region="left")
     assert torch.equal(ranking.scores, expected.scores)
+
+
+@pytest.mark.parametrize(
+    ("item", "found"),
+    [({"pixel_values": torch.rand(2, 3, 16, 16)}, "a dict with keys \\['pixel_values'\\]"),
+     ([1, 2], "a list whose first item is int"), ("images", "str")],
+)  # fmt: skip
+def test_data_of_other_items_is_refused_naming_what_came(tiny_segmenter, item, found):
+    with pytest.raises(TypeError, match=f"pairs of tensors; got {found}"):
+        rank_channels(tiny_segmenter, [item])

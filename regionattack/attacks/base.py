@@ -476,25 +476,24 @@ class SegmentationAttack(Attack):
         """
         if save_type not in ("float", "int"):
             raise ValueError(f"save_type must be 'float' or 'int'; got {save_type!r}")
-        region = region if region is not None else getattr(self, "region", None)
+        own = getattr(self, "region", None)
+        region = region if region is not None else own
         seen = 0
         saved: dict[str, list[torch.Tensor]] = {key: [] for key in _SAVE_KEYS}
         confusion: MaskedConfusions | None = None
         l2_norms: list[torch.Tensor] = []
         start = time.perf_counter()
-        for step, (inputs, labels) in enumerate(data_loader):
-            adv = self(inputs, labels)
+        for step, item in enumerate(data_loader):
+            inputs, labels = _labelled_batch(item)
+            mask = _batch_region(region, labels, seen)[0]
+            # the attack's own per-sample masks follow the loader's order: this batch's go to it
+            own_mask, per_sample = _batch_region(own, labels, seen)
+            adv = self(inputs, labels, region=own_mask) if per_sample else self(inputs, labels)
             with torch.no_grad(), frozen(self.model):
-                logits = self.logits(adv)  # adv is already in the model's input space
+                logits = checked_logits(self.logits(adv))  # adv is already in the model's space
             preds = predicted_classes(logits).cpu()
             if confusion is None:
                 confusion = MaskedConfusions(logits.shape[1], ["region"])
-            size = tuple(labels.shape[-2:])
-            mask = (
-                torch.ones(1, *size, dtype=torch.bool) if region is None else as_mask(region, size)
-            )
-            if mask.shape[0] > 1:  # per-sample masks follow the loader's order
-                mask = mask[seen : seen + labels.shape[0]]
             seen += labels.shape[0]
             confusion.update(preds, labels.cpu().long(), {"region": mask})
             raw_adv, raw_inputs = self._unit_range(adv).cpu(), self._unit_range(inputs).cpu()
@@ -531,6 +530,46 @@ class SegmentationAttack(Attack):
 
     def _unit_range(self, images: torch.Tensor) -> torch.Tensor:
         return self.inverse_normalize(images) if self._normalization_applied is True else images
+
+
+def _labelled_batch(item: object) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(images, labels)`` of one item of ``save``'s loader; anything else is named."""
+    if (
+        isinstance(item, (tuple, list))
+        and len(item) >= 2
+        and all(isinstance(t, torch.Tensor) for t in item[:2])
+    ):
+        return item[0], item[1]
+    found = type(item).__name__
+    if isinstance(item, torch.Tensor):
+        found += f" of shape {tuple(item.shape)}"
+    elif isinstance(item, (tuple, list)):
+        found += f" of {len(item)} item(s)"
+    raise TypeError(
+        "save needs a loader of (images, labels) batches (labels: (N, H, W) class ids, 255 = "
+        f"ignore; for images only, call the attack itself); got {found}"
+    )
+
+
+def _batch_region(
+    region: RegionLike | None, labels: torch.Tensor, seen: int
+) -> tuple[torch.Tensor, bool]:
+    """The region mask of the batch starting at image ``seen`` of the loader; per-sample or not.
+
+    For a ``region`` of one mask per image of the loader, the mask is this batch's slice.
+    """
+    size, count = tuple(labels.shape[-2:]), labels.shape[0]
+    if region is None:
+        return torch.ones(1, *size, dtype=torch.bool), False
+    mask = as_mask(region, size)
+    if mask.shape[0] == 1:
+        return mask, False
+    if seen + count > mask.shape[0]:
+        raise ValueError(
+            f"region holds {mask.shape[0]} per-sample masks but the loader yields more images "
+            f"(at least {seen + count}); give one mask per image of the loader, in its order"
+        )
+    return mask[seen : seen + count], True
 
 
 def attack_with_clean(

@@ -30,11 +30,14 @@ from torch import nn
 from torch.utils.data import Dataset, Subset, TensorDataset
 
 from regionattack._checks import (
+    check_images,
     check_nonnegative_float,
     check_nonnegative_int,
     check_positive_int,
     check_seed,
     model_device,
+    model_dtype,
+    model_inputs,
     state_digest,
 )
 from regionattack._state import frozen
@@ -60,8 +63,8 @@ DEFENSE_ATTACKS = ("RegionAttack", "PGD")
 
 def _as_dataset(data: object) -> Dataset:
     if isinstance(data, tuple) and len(data) == 2 and all(torch.is_tensor(t) for t in data):
-        images, labels = data
-        if images.ndim != 4 or labels.shape != (images.shape[0], *images.shape[-2:]):
+        images, labels = check_images(data[0]), data[1]
+        if labels.shape != (images.shape[0], *images.shape[-2:]):
             raise ValueError(
                 "data as a tuple must be (images (N, C, H, W), labels (N, H, W)); got shapes "
                 f"{tuple(images.shape)} and {tuple(labels.shape)}"
@@ -83,6 +86,10 @@ def _check_models(models: object) -> dict[str, nn.Module]:
             raise ValueError(f"model names must be non-empty strings without '/'; got {name!r}")
         if not isinstance(model, nn.Module):
             raise TypeError(f"models[{name!r}] must be an nn.Module; got {type(model).__name__}")
+        try:
+            model_dtype(model)
+        except ValueError as error:
+            raise ValueError(f"models[{name!r}]: {error}") from None
     return dict(models)
 
 
@@ -279,9 +286,10 @@ def _shapes(models: dict[str, nn.Module], image: torch.Tensor) -> tuple[int, int
     """Classes and latent channels, the same for every model."""
     found = set()
     for model in models.values():
+        images = model_inputs(model, image[None])
         with frozen(model), torch.no_grad():
-            classes = model_logits(model(image[None])).shape[1]
-            channels = latent_of(model, image[None]).shape[1]
+            classes = model_logits(model(images)).shape[1]
+            channels = latent_of(model, images).shape[1]
         found.add((classes, channels))
     if len(found) != 1:
         raise ValueError(f"the models disagree in (classes, latent channels): {sorted(found)}")
@@ -294,6 +302,7 @@ def _evaluate_model(name, setting: Setting, measure, settings: dict, mask) -> di
     result: dict[str, Any] = {}
     result["clean"] = clean_entry(measure(f"{name}/clean", lambda: evaluate_clean(setting).mious()))
     probe_batch = torch.cat([images for images, _ in setting.batches(settings["probe_images"])])
+    probe_batch = model_inputs(setting.model, probe_batch)
     for key, permute in (("probe", False), ("probe_permuted", True)):
         probe = measure(
             f"{name}/{key}",

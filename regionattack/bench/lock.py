@@ -16,6 +16,7 @@ import logging
 import os
 import socket
 from pathlib import Path
+from typing import IO
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,17 @@ class FolderLock:
         self.path = self.folder / LOCK_NAME
         self._file = None
 
+    def _open(self) -> IO[str]:
+        """The lock file, opened for appending; an unwritable folder is a ValueError naming it."""
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            return open(self.path, "a+")  # noqa: SIM115 - held open for the lock's lifetime
+        except OSError as error:
+            raise ValueError(
+                f"cannot write to the output folder {self.folder}: {error.strerror or error}; "
+                "choose a folder you can write to"
+            ) from None
+
     def acquire(self) -> None:
         """Take the lock or raise :class:`FolderInUse`; log when a dead holder's lock is taken."""
         if self._file is not None:
@@ -61,9 +73,8 @@ class FolderLock:
         for folder in (self.folder, *self.folder.parents):
             if folder.exists() and not folder.is_dir():
                 raise ValueError(f"{folder} is a file; the results go in a folder (--out DIR)")
-        self.folder.mkdir(parents=True, exist_ok=True)
         while True:
-            file = open(self.path, "a+")  # noqa: SIM115 - held open for the lock's lifetime
+            file = self._open()
             try:
                 fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

@@ -70,18 +70,20 @@ class Run:
         *,
         name: str = "results.json",
         assemble: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        check: Callable[[str, Any], str | None] | None = None,
     ) -> ResultStore:
         """The results file ``name`` of this folder, with the units of an earlier run if any.
 
         ``fingerprint`` is everything that determines the numbers; ``assemble`` builds the file's
-        top-level fields from the units (see :class:`~regionattack.bench.store.ResultStore`).
+        top-level fields from the units and ``check`` refuses damaged ones (see
+        :class:`~regionattack.bench.store.ResultStore`).
         Compute units with :meth:`ResultStore.unit <regionattack.bench.store.ResultStore.unit>`.
 
         Raises:
             ValueError: If the file holds another configuration or is not a results file.
         """
         path = None if self.folder is None else self.folder / name
-        return ResultStore(path, fingerprint, assemble=assemble, writer=self.writer)
+        return ResultStore(path, fingerprint, assemble=assemble, writer=self.writer, check=check)
 
 
 @contextlib.contextmanager

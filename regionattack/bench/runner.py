@@ -21,10 +21,12 @@ from torch.utils.data import Dataset, Subset
 
 from regionattack._checks import (
     check_choice,
+    check_device,
     check_nonnegative_int,
     check_positive_int,
     check_seed,
     model_device,
+    model_dtype,
     state_digest,
 )
 from regionattack._files import torch_save_atomic
@@ -105,6 +107,7 @@ class BenchConfig:
     def validate(self) -> None:
         """Check every experiment setting before any work starts (errors name the setting)."""
         check_radii(self.eps)
+        check_device(self.device)
         for name in ("attack_steps", "batch_size", "stride"):
             check_positive_int(getattr(self, name), name)
         for name in ("max_images", "attack_images", "num_classes"):
@@ -181,6 +184,53 @@ def assemble(units: dict) -> dict:
     if "fidelity" in units:
         record["fidelity"] = units["fidelity"]
     return record
+
+
+def unit_problem(key: str, value: object) -> str | None:
+    """What is wrong with a stored unit of ``results.json`` (see ``assemble``), or None.
+
+    Example:
+        >>> unit_problem("clean", 5), unit_problem("clean", {"all": 0.5, "left": None})
+        ('expected an object of numbers, got int', None)
+    """
+    if key == "clean":
+        return _numbers(value)
+    if key.startswith("ranking/"):
+        return _fields(value, {"file": str, "top10": list})
+    if key == "ablation":
+        return _fields(value, {"rows": list, "timings": dict}) or next(
+            (_numbers_or_names(row) for row in value["rows"] if _numbers_or_names(row)), None
+        )
+    if key.startswith("attack/"):
+        return _fields(value, {"attack": str}) or _numbers_or_names(value)
+    if key == "fidelity":
+        return _fields(value, {"channels": list, "spearman": dict})
+    return None
+
+
+def _fields(value: object, kinds: dict[str, type]) -> str | None:
+    if not isinstance(value, dict):
+        return f"expected an object, got {type(value).__name__}"
+    wrong = [name for name, kind in kinds.items() if not isinstance(value.get(name), kind)]
+    return f"missing or wrong fields {wrong}" if wrong else None
+
+
+def _numbers(value: object) -> str | None:
+    if not isinstance(value, dict) or not all(_is_number(v) for v in value.values()):
+        return f"expected an object of numbers, got {type(value).__name__}"
+    return None
+
+
+def _numbers_or_names(value: object) -> str | None:
+    if not isinstance(value, dict) or not all(
+        _is_number(v) or isinstance(v, str) for v in value.values()
+    ):
+        return "expected an object of numbers and names"
+    return None
+
+
+def _is_number(value: object) -> bool:
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
 
 
 def _part_mious(mious: dict[str, float]) -> dict[str, float]:
@@ -353,7 +403,9 @@ def _open(
         raise ValueError("no images to evaluate")
     size = tuple(dataset[0][0].shape[-2:])
     with torch.no_grad():
-        predicted = model_logits(model(torch.zeros(1, 3, *size, device=workers.device))).shape[1]
+        predicted = model_logits(
+            model(torch.zeros(1, 3, *size, device=workers.device, dtype=model_dtype(model)))
+        ).shape[1]
     classes = getattr(dataset, "classes", None) or getattr(
         getattr(dataset, "dataset", None), "classes", None
     )
@@ -362,7 +414,9 @@ def _open(
         raise ValueError(
             f"the model predicts {predicted} classes but {config.dataset} has {num_classes}"
         )
-    num_channels = latent_of(model, torch.zeros(1, 3, *size, device=workers.device)).shape[1]
+    num_channels = latent_of(
+        model, torch.zeros(1, 3, *size, device=workers.device, dtype=model_dtype(model))
+    ).shape[1]
     masks = {name: region_mask(name, size) for name in ("left", "center", "cell")}
     setting = Setting(
         model, dataset, config.batch_size, num_classes, masks, workers, config.progress
@@ -370,7 +424,7 @@ def _open(
     fingerprint = config.fingerprint(
         data=data_identity(dataset, len(dataset)), model=state_digest(model), size=size
     )
-    store = run.results(fingerprint, assemble=assemble)
+    store = run.results(fingerprint, assemble=assemble, check=unit_problem)
     store.meta.update(
         {
             "environment": environment(workers.device, world_size=workers.world_size),

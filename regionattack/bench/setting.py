@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
+from regionattack._checks import model_dtype
 from regionattack._state import frozen
 from regionattack.bench.distributed import Workers
 from regionattack.latent import predict
@@ -63,14 +64,15 @@ class Setting:
     def iterate(
         self, description: str, limit: int | None = None
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """This shard's batches on the device, with a progress bar on the main process."""
+        """This shard's batches on the device (images in the model's dtype), with a progress bar."""
         for images, labels in tqdm(
             self.batches(limit),
             desc=description,
             leave=False,
             disable=not (self.progress and self.workers.is_main),
         ):
-            yield images.to(self.workers.device), labels.to(self.workers.device)
+            images = images.to(self.workers.device, model_dtype(self.model))
+            yield images, labels.to(self.workers.device)
 
 
 def sum_confusions(confusions: Sequence[MaskedConfusions], workers: Workers) -> None:

@@ -34,9 +34,13 @@ class ResultStore:
             another fingerprint is never mixed with this run.
         assemble: Builds the file's top-level fields from the units (called before each write).
         writer: Whether this process writes (only rank 0 does under ``torchrun``).
+        check: ``check(key, value)`` says what is wrong with a unit read back from ``path`` (a
+            short text), or None when it is what the run computes; a damaged unit is refused
+            when the file is read, before any work.
 
     Raises:
-        ValueError: If ``path`` holds results of another configuration or is not valid JSON.
+        ValueError: If ``path`` holds results of another configuration, is not valid JSON, or
+            holds a unit that ``check`` refuses (naming the file, the unit and the problem).
 
     Example:
         >>> import tempfile
@@ -54,10 +58,12 @@ class ResultStore:
         *,
         assemble: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
         writer: bool = True,
+        check: Callable[[str, Any], str | None] | None = None,
     ):
         self.path = None if path is None else Path(path)
         self.fingerprint = json.loads(json.dumps(fingerprint, default=str))
         self.assemble = assemble
+        self.check = check
         self.writer = writer and path is not None
         self.meta: dict[str, Any] = {}
         self.units: dict[str, Any] = {}
@@ -94,6 +100,15 @@ class ResultStore:
                 )
             self.units = previous.get("units", {})
             self.meta = previous.get("meta", {})
+            if not isinstance(self.meta, dict):
+                raise ValueError(f"{self.path}: 'meta' is not a JSON object; move the file away")
+            for key, value in self.units.items():
+                problem = None if self.check is None else self.check(key, value)
+                if problem is not None:
+                    raise ValueError(
+                        f"{self.path}: the stored unit {key!r} is damaged ({problem}); delete it "
+                        "from the file to compute it again"
+                    )
 
     def __contains__(self, key: str) -> bool:
         return key in self.units

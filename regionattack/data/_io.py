@@ -8,13 +8,14 @@ PIL does when shrinking), labels with nearest neighbour so that no new ids appea
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from regionattack._checks import IGNORE_INDEX, check_positive_int
@@ -69,9 +70,31 @@ def lookup_table(mapping: dict[int, int]) -> np.ndarray:
     return table
 
 
+@contextlib.contextmanager
+def _decoded(path: Path, what: str) -> Iterator[Image.Image]:
+    """Open ``path`` with Pillow; a file it cannot decode is a ValueError naming the file.
+
+    Pillow reads lazily, so a truncated file fails inside the block: the block is covered too.
+    """
+    try:
+        with Image.open(path) as image:
+            yield image
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        if isinstance(error, OSError) and not isinstance(error, UnidentifiedImageError):
+            if error.errno is not None:  # the file system's error (permissions, missing), as is
+                raise
+        raise ValueError(
+            f"cannot decode {what} {path}: {error} (truncated or not an image?)"
+        ) from None
+
+
 def load_image(path: Path, size: tuple[int, int] | None) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Return the image as float (3, H, W) in [0, 1] and its size on disk as (width, height)."""
-    with Image.open(path) as image:
+    """Return the image as float (3, H, W) in [0, 1] and its size on disk as (width, height).
+
+    Raises:
+        ValueError: Naming the file, if Pillow cannot decode it (truncated, or not an image).
+    """
+    with _decoded(path, "image") as image:
         original = image.size
         image = image.convert("RGB")
         if size is not None and image.size != (size[1], size[0]):
@@ -100,10 +123,10 @@ def load_label(
         int64 (H, W) tensor of class ids, 255 = ignore.
 
     Raises:
-        ValueError: If the label has another mode or size than expected, or holds a value whose
-            table entry is negative.
+        ValueError: If the label cannot be decoded, has another mode or size than expected, or
+            holds a value whose table entry is negative.
     """
-    with Image.open(path) as label:
+    with _decoded(path, "label") as label:
         if label.mode not in ("L", "P"):
             raise ValueError(
                 f"label {path} must be a single-channel PNG (mode L or P) of class ids; "

@@ -352,3 +352,33 @@ def test_given_clean_predictions_save_the_clean_pass_and_change_nothing(
     assert len(calls) - runs == runs - 1  # one forward pass fewer
     with pytest.raises(ValueError, match=r"clean must be \(N, H, W\)"):
         attack(images, clean=clean[:1])
+
+
+def test_save_with_the_attacks_own_per_sample_masks_and_batches_of_one(
+    tiny_segmenter, generator, tmp_path
+):
+    images = torch.rand(4, 3, 16, 16, generator=generator)
+    labels = torch.randint(0, 3, (4, 16, 16), generator=generator)
+    masks = torch.zeros(4, 16, 16, dtype=torch.bool)
+    masks[:, :, :8] = True
+    masks[1] = ~masks[1]  # image 1 is attacked on the right
+    attack = RegionAttack(tiny_segmenter, masks, steps=1, seed=0)
+    path = tmp_path / "adv.pt"
+    attack.save(DataLoader(TensorDataset(images, labels)), path, verbose=False)
+    saved = torch.load(path, weights_only=True)["adv_inputs"]
+    for i in range(4):  # each batch of one is attacked on its own mask
+        alone = attack(images[i : i + 1], labels[i : i + 1], region=masks[i : i + 1])
+        torch.testing.assert_close(saved[i : i + 1], alone, atol=0, rtol=0)
+    longer = DataLoader(TensorDataset(images.repeat(2, 1, 1, 1), labels.repeat(2, 1, 1)))
+    with pytest.raises(ValueError, match="4 per-sample masks but the loader yields more images"):
+        attack.save(longer, verbose=False)
+
+
+@pytest.mark.parametrize("loader", ["images only", "bare tensors"])
+def test_save_refuses_a_loader_without_labels_naming_what_came(tiny_segmenter, images, loader):
+    data = {
+        "images only": DataLoader(TensorDataset(images), batch_size=2),
+        "bare tensors": [images[:2]],
+    }[loader]
+    with pytest.raises(TypeError, match=r"save needs a loader of \(images, labels\) batches"):
+        RegionAttack(tiny_segmenter, "left", steps=1).save(data, verbose=False)

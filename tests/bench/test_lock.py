@@ -52,3 +52,16 @@ def test_a_file_where_the_folder_should_be_is_refused(tmp_path):
     path.write_text("not a folder")
     with pytest.raises(ValueError, match="is a file"):
         FolderLock(path / "out").acquire()
+
+
+def test_an_unwritable_folder_is_a_value_error_naming_it(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", refuse)  # root may write anywhere: simulate the refusal
+    with pytest.raises(
+        ValueError, match=r"cannot write to the output folder .*out: Permission denied"
+    ):
+        FolderLock(tmp_path / "out").acquire()

@@ -381,3 +381,42 @@ def test_a_ranking_file_of_another_model_is_refused_on_resume(tiny_segmenter, tm
     ra.rank_channels(other, images, method="flip").save(tmp_path / "rankings" / "flip.json")
     with pytest.raises(ValueError, match=r"flip\.json does not belong to this run .*another model"):
         run_experiments(config, tiny_segmenter, data)
+
+
+@pytest.mark.parametrize("device", ["tpu", "gpu0", "cuda:99"])
+def test_a_device_this_machine_lacks_is_refused_before_any_work(device):
+    if device == "cuda:99" and torch.cuda.device_count() > 99:
+        pytest.skip("this machine has 100 GPUs")
+    config = BenchConfig(dataset="camvid", root=".", out=".", device=device)
+    with pytest.raises(ValueError, match=f"device .*{device}"):
+        config.validate()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_a_gpu_is_refused_naming_the_fix():
+    with pytest.raises(ValueError, match="no CUDA device is available here; use 'cpu'"):
+        BenchConfig(dataset="camvid", root=".", out=".", device="cuda").validate()
+
+
+@pytest.mark.parametrize(
+    ("key", "damage"),
+    [("clean", 5), ("ablation", {"rows": "x"}), ("attack/RegionAttack/8", {"attack": ["x"]})],
+)
+def test_a_damaged_unit_in_results_json_is_refused_on_resume(tiny_segmenter, tmp_path, key, damage):
+    from torch.utils.data import TensorDataset
+
+    from regionattack.bench.runner import run_experiments
+    from tests.helpers import tiny_task
+
+    images, labels = tiny_task(4, torch.Generator().manual_seed(3))
+    data = TensorDataset(images, labels)
+    config = BenchConfig(dataset="tiny", root="", out=str(tmp_path), eps=(8 / 255,),
+                         attack_steps=1, attacks=("RegionAttack",), rankings=("flip",),
+                         random_draws=1, fidelity_channels=0, batch_size=4, progress=False)  # fmt: skip
+    run_experiments(config, tiny_segmenter, data)
+    path = tmp_path / "results.json"
+    record = json.loads(path.read_text())
+    record["units"][key] = damage
+    path.write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=f"the stored unit '{key}' is damaged"):
+        run_experiments(config, tiny_segmenter, data)

@@ -213,3 +213,23 @@ def test_a_store_that_does_not_write_reads_an_earlier_file_and_leaves_it(tmp_pat
         ResultStore(path, {"model": "other"}, writer=False)
     ResultStore(tmp_path / "absent.json", {}, writer=False).put("a", 1)
     assert not (tmp_path / "absent.json").exists()
+
+
+def test_a_damaged_unit_is_refused_when_the_file_is_read(tmp_path):
+    path = tmp_path / "results.json"
+    store = ResultStore(path, {"model": "m"})
+    store.put("clean", {"miou": 0.5})
+    store.put("other", 5)
+
+    def check(key, value):
+        return None if key != "clean" or isinstance(value, dict) else "expected an object"
+
+    assert ResultStore(path, {"model": "m"}, check=check).get("clean") == {"miou": 0.5}
+    record = json.loads(path.read_text())
+    record["units"]["clean"] = 5
+    path.write_text(json.dumps(record))
+    with pytest.raises(
+        ValueError,
+        match=r"results\.json: the stored unit 'clean' is damaged \(expected an object\)",
+    ):
+        ResultStore(path, {"model": "m"}, check=check)

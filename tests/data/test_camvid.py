@@ -169,6 +169,24 @@ def test_camvid_image_without_label(camvid_root):
         CamVid(camvid_root, "train")
 
 
+@pytest.mark.parametrize(
+    ("path", "damage"),
+    [
+        ("train/0001TP_000010.jpg", lambda data: data[: len(data) // 2]),  # truncated JPEG
+        ("train/0001TP_000020.png", lambda data: data[: len(data) // 2]),  # truncated PNG
+        ("train/0001TP_000020.png", lambda data: b"a text file, not a PNG"),
+        ("trainannot/0001TP_000010.png", lambda data: data[:40]),  # a truncated label
+    ],
+    ids=["jpeg-cut", "png-cut", "text-as-png", "label-cut"],
+)
+def test_an_undecodable_file_is_named(camvid_root, path, damage):
+    file = camvid_root / path
+    file.write_bytes(damage(file.read_bytes()))
+    dataset = CamVid(camvid_root, "train")
+    with pytest.raises(ValueError, match=rf"cannot decode .*{file.name}"):
+        [dataset[i] for i in range(len(dataset))]
+
+
 def test_camvid_empty_split(camvid_root):
     (camvid_root / "test").mkdir()
     (camvid_root / "testannot").mkdir()
