@@ -130,3 +130,46 @@ def test_a_second_run_on_an_output_folder_in_use_exits_2_at_once_naming_the_hold
     error = capsys.readouterr().err
     assert f"regionattack {command}: error: {tmp_path} is in use by PID {os.getpid()}" in error
     assert list(tmp_path.iterdir()) == []  # nothing written, and the holder's lock released
+
+
+# Every command x the mistakes a user makes: exit 2, one line naming the argument or the file,
+# no traceback, nothing written. (Parser-level mistakes are in the test above.)
+MISTAKES = {
+    "root is missing": lambda camvid, ckpt, out: ["--root", str(out.parent / "nowhere")],
+    "checkpoint is a folder": lambda camvid, ckpt, out: ["--checkpoint", str(camvid)],
+    "out is a file": lambda camvid, ckpt, out: ["--out", str(ckpt)],
+    "unknown attack": lambda camvid, ckpt, out: ["--attack" if "map" in str(out) else "--attacks",
+                                                  "FGSM"],
+    "model option typo": lambda camvid, ckpt, out: ["--checkpoint", "", "--model",
+                                                     "smp:FPN:resnet18", "--num-classes", "11",
+                                                     "--option", "decoder_atention_type=scse"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("mistake", list(MISTAKES))
+@pytest.mark.parametrize("command", ["bench", "map"])
+def test_every_command_reports_a_mistake_in_one_line_with_status_2(
+    command, mistake, camvid, checkpoint, tmp_path, capsys
+):
+    out = tmp_path / command
+    argv = _command(command, camvid, checkpoint, out) + MISTAKES[mistake](camvid, checkpoint, out)
+    if "" in argv:  # no checkpoint: the model from --model
+        index = argv.index("--checkpoint")
+        del argv[index : index + 2]
+        index = argv.index("--checkpoint")
+        del argv[index : index + 2]
+    assert main(argv) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"regionattack {command}: error: ") and "\n" not in error, error
+    assert "Traceback" not in error
+    assert EXPECTED[mistake] in error, error
+    assert not out.exists() or list(out.iterdir()) == [], "work started"
+
+
+EXPECTED = {
+    "root is missing": "nowhere",
+    "checkpoint is a folder": "is not a file",
+    "out is a file": "is a file",
+    "unknown attack": "unknown attack 'FGSM'",
+    "model option typo": "decoder_atention_type",
+}
