@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from regionattack._checks import model_dtype
 from regionattack._state import private_buffers
 from regionattack.normalization import unwrap
 
@@ -442,6 +443,9 @@ def layer_output(
         torch.Size([1, 8, 16, 16])
     """
     _, module = find_layer(model, layer)
+    dtype = model_dtype(model)  # a half-precision or meta model is refused, naming it
+    if images.is_floating_point() and images.dtype != dtype:
+        images = images.to(dtype)  # differentiable: gradients still flow back to ``images``
 
     def stop(_module: nn.Module, _inputs: object, output: object) -> None:
         raise _LayerReached(output)

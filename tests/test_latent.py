@@ -199,3 +199,13 @@ def test_a_tuple_output_with_the_logits_second_is_refused_pointing_to_them():
     with pytest.raises(ValueError, match="must return \\(N, K, H, W\\) logits"):
         model_logits(torch.zeros(3))
     assert model_logits((torch.zeros(1, 3, 4, 4), torch.zeros(2))).shape == (1, 3, 4, 4)
+
+
+def test_latent_of_computes_in_the_models_dtype_and_refuses_half_models():
+    model = TinySegmenter().eval()
+    images = torch.rand(1, 3, 32, 32)
+    torch.testing.assert_close(
+        latent_of(model, images.half()), latent_of(model, images.half().float())
+    )
+    with pytest.raises(ValueError, match="torch.float16.*model.float()"):
+        latent_of(model.half(), images)

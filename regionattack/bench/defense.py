@@ -52,6 +52,7 @@ from regionattack.bench.rankings import rank
 from regionattack.bench.region_names import region_mask
 from regionattack.bench.run import Run
 from regionattack.bench.setting import Setting, evaluate_clean
+from regionattack.bench.store import field_problem, numbers_problem
 from regionattack.bench.sweep import ablation_sweep, channel_selections
 from regionattack.latent import latent_of, model_logits
 
@@ -195,7 +196,7 @@ def evaluate_defense(
     evaluated = Subset(dataset, range(count))
     results: dict[str, dict[str, Any]] = {}
     with Run(out) as run:  # out=None: kept in memory
-        store = run.results(fingerprint)
+        store = run.results(fingerprint, check=unit_problem)
         store.meta["settings"] = settings
         store.meta["environment"] = environment(device)
         for name, model in models.items():
@@ -280,6 +281,31 @@ def _settings(
         "seed": seed,
     }
     return settings, num_classes
+
+
+_NUMBER = (int, float)
+
+
+def unit_problem(key: str, value: object) -> str | None:
+    """What is wrong with a stored unit of the defense harness's ``results.json``, or None.
+
+    Example:
+        >>> unit_problem("base/clean", 5), unit_problem("base/shift", {"ratio": 0.4})
+        ('expected an object of numbers, got int', None)
+    """
+    part = key.split("/", 2)[1] if key.count("/") else ""
+    if part in ("clean", "shift"):
+        return numbers_problem(value)
+    if part in ("probe", "probe_permuted"):
+        return field_problem(
+            value, {"accuracy": _NUMBER, "chance": _NUMBER, "per_cell_accuracy": list}
+        )
+    if part == "ablation":
+        kinds = {"k": int, "flip": _NUMBER, "gradient": _NUMBER, "random": list}
+        return field_problem(value, {**kinds, "random_mean": _NUMBER, "random_std": _NUMBER})
+    if part == "attack":
+        return field_problem(value, {"attack": str}) or numbers_problem(value, names=True)
+    return None
 
 
 def _shapes(models: dict[str, nn.Module], image: torch.Tensor) -> tuple[int, int]:

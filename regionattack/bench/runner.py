@@ -41,7 +41,7 @@ from regionattack.bench.rankings import rank, ranking_fidelity
 from regionattack.bench.region_names import REGION_NAMES, region_mask
 from regionattack.bench.run import Run, entered
 from regionattack.bench.setting import Setting, evaluate_clean
-from regionattack.bench.store import ResultStore
+from regionattack.bench.store import ResultStore, field_problem, numbers_problem
 from regionattack.bench.sweep import Selection, ablation_ks, ablation_sweep, channel_selections
 from regionattack.latent import find_layer
 from regionattack.metrics import MaskedConfusions
@@ -194,43 +194,20 @@ def unit_problem(key: str, value: object) -> str | None:
         ('expected an object of numbers, got int', None)
     """
     if key == "clean":
-        return _numbers(value)
+        return numbers_problem(value)
     if key.startswith("ranking/"):
-        return _fields(value, {"file": str, "top10": list})
+        return field_problem(value, {"file": str, "top10": list})
     if key == "ablation":
-        return _fields(value, {"rows": list, "timings": dict}) or next(
-            (_numbers_or_names(row) for row in value["rows"] if _numbers_or_names(row)), None
+        problem = field_problem(value, {"rows": list, "timings": dict})
+        rows = [] if problem else value["rows"]
+        return problem or next(
+            filter(None, (numbers_problem(row, names=True) for row in rows)), None
         )
     if key.startswith("attack/"):
-        return _fields(value, {"attack": str}) or _numbers_or_names(value)
+        return field_problem(value, {"attack": str}) or numbers_problem(value, names=True)
     if key == "fidelity":
-        return _fields(value, {"channels": list, "spearman": dict})
+        return field_problem(value, {"channels": list, "spearman": dict})
     return None
-
-
-def _fields(value: object, kinds: dict[str, type]) -> str | None:
-    if not isinstance(value, dict):
-        return f"expected an object, got {type(value).__name__}"
-    wrong = [name for name, kind in kinds.items() if not isinstance(value.get(name), kind)]
-    return f"missing or wrong fields {wrong}" if wrong else None
-
-
-def _numbers(value: object) -> str | None:
-    if not isinstance(value, dict) or not all(_is_number(v) for v in value.values()):
-        return f"expected an object of numbers, got {type(value).__name__}"
-    return None
-
-
-def _numbers_or_names(value: object) -> str | None:
-    if not isinstance(value, dict) or not all(
-        _is_number(v) or isinstance(v, str) for v in value.values()
-    ):
-        return "expected an object of numbers and names"
-    return None
-
-
-def _is_number(value: object) -> bool:
-    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
 
 
 def _part_mious(mious: dict[str, float]) -> dict[str, float]:

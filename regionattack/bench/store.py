@@ -165,3 +165,33 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list):
         return [_plain(item) for item in value]
     return value
+
+
+def field_problem(value: object, kinds: dict[str, type | tuple[type, ...]]) -> str | None:
+    """What a stored unit lacks of the ``{field: type}`` it should hold, or None (for ``check``).
+
+    Example:
+        >>> field_problem({"file": "a.json"}, {"file": str, "top10": list})
+        "missing or wrong fields ['top10']"
+    """
+    if not isinstance(value, dict):
+        return f"expected an object, got {type(value).__name__}"
+    wrong = [name for name, kind in kinds.items() if not isinstance(value.get(name), kind)]
+    return f"missing or wrong fields {wrong}" if wrong else None
+
+
+def numbers_problem(value: object, *, names: bool = False) -> str | None:
+    """Unless ``value`` is an object of numbers (or None; with ``names``, also strings), why not.
+
+    Example:
+        >>> numbers_problem(5), numbers_problem({"all": 0.5, "left": None})
+        ('expected an object of numbers, got int', None)
+    """
+    what = "numbers and names" if names else "numbers"
+    if not isinstance(value, dict):
+        return f"expected an object of {what}, got {type(value).__name__}"
+    for field, item in value.items():
+        number = item is None or (isinstance(item, (int, float)) and not isinstance(item, bool))
+        if not (number or (names and isinstance(item, str))):
+            return f"expected an object of {what}; {field!r} is {type(item).__name__}"
+    return None

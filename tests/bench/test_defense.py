@@ -277,3 +277,23 @@ def test_shift_sensitivity_is_zero_when_shifts_change_nothing():
     assert result["image_variance"] > 0 and result["ratio"] == pytest.approx(0.0, abs=1e-6)
     textured = torch.rand(8, 3, 16, 16, generator=torch.Generator().manual_seed(1))
     assert _shift_sensitivity(setting, textured, {"seed": 0})["ratio"] > 0.01
+
+
+@pytest.mark.parametrize("part", ["clean", "probe", "shift", "ablation", "attack/RegionAttack/8"])
+def test_a_damaged_unit_is_refused_on_resume_and_a_sound_file_resumes(part, tmp_path):
+    from regionattack.models import TinySegmenter
+
+    images = torch.rand(6, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    labels = torch.zeros(6, 16, 16, dtype=torch.long)
+    nets = {"a": TinySegmenter(num_classes=3).eval()}
+    options = dict(eps=(8 / 255,), steps=1, probe_images=6, probe_epochs=2, random_draws=1,
+                   progress=False, out=tmp_path)  # fmt: skip
+    first = evaluate_defense(nets, (images, labels), **options)
+    again = evaluate_defense(nets, (images, labels), **options)  # every unit read back
+    assert again.models == first.models
+    path = tmp_path / "results.json"
+    record = json.loads(path.read_text())
+    record["units"][f"a/{part}"] = {"broken": [1]}
+    path.write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=f"the stored unit 'a/{part}' is damaged"):
+        evaluate_defense(nets, (images, labels), **options)
