@@ -365,22 +365,13 @@ def test_run_experiments_on_a_model_and_tensors_in_memory(tiny_segmenter, tmp_pa
 
 
 def test_a_ranking_file_of_another_model_is_refused_on_resume(tiny_segmenter, tmp_path):
-    from torch.utils.data import TensorDataset
-
-    from regionattack.bench.runner import run_experiments
     from regionattack.models import TinySegmenter
-    from tests.helpers import tiny_task
 
-    images, labels = tiny_task(4, torch.Generator().manual_seed(3))
-    data = TensorDataset(images, labels)
-    config = BenchConfig(dataset="tiny", root="", out=str(tmp_path), eps=(8 / 255,),
-                         attack_steps=1, attacks=("RegionAttack",), rankings=("flip",),
-                         random_draws=1, fidelity_channels=0, batch_size=4, progress=False)  # fmt: skip
-    run_experiments(config, tiny_segmenter, data)
+    rerun, images = _finished_tiny_run(tiny_segmenter, tmp_path)
     other = TinySegmenter(num_classes=3).eval()  # other random weights
     ra.rank_channels(other, images, method="flip").save(tmp_path / "rankings" / "flip.json")
     with pytest.raises(ValueError, match=r"flip\.json does not belong to this run .*another model"):
-        run_experiments(config, tiny_segmenter, data)
+        rerun()
 
 
 @pytest.mark.parametrize("device", ["tpu", "gpu0", "cuda:99"])
@@ -403,6 +394,17 @@ def test_cuda_without_a_gpu_is_refused_naming_the_fix():
     [("clean", 5), ("ablation", {"rows": "x"}), ("attack/RegionAttack/8", {"attack": ["x"]})],
 )
 def test_a_damaged_unit_in_results_json_is_refused_on_resume(tiny_segmenter, tmp_path, key, damage):
+    rerun, images = _finished_tiny_run(tiny_segmenter, tmp_path)
+    path = tmp_path / "results.json"
+    record = json.loads(path.read_text())
+    record["units"][key] = damage
+    path.write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=f"the stored unit '{key}' is damaged"):
+        rerun()
+
+
+def _finished_tiny_run(model, out):
+    """A finished two-unit-kind bench run in ``out``; returns a rerun and the images it used."""
     from torch.utils.data import TensorDataset
 
     from regionattack.bench.runner import run_experiments
@@ -410,13 +412,8 @@ def test_a_damaged_unit_in_results_json_is_refused_on_resume(tiny_segmenter, tmp
 
     images, labels = tiny_task(4, torch.Generator().manual_seed(3))
     data = TensorDataset(images, labels)
-    config = BenchConfig(dataset="tiny", root="", out=str(tmp_path), eps=(8 / 255,),
+    config = BenchConfig(dataset="tiny", root="", out=str(out), eps=(8 / 255,),
                          attack_steps=1, attacks=("RegionAttack",), rankings=("flip",),
                          random_draws=1, fidelity_channels=0, batch_size=4, progress=False)  # fmt: skip
-    run_experiments(config, tiny_segmenter, data)
-    path = tmp_path / "results.json"
-    record = json.loads(path.read_text())
-    record["units"][key] = damage
-    path.write_text(json.dumps(record))
-    with pytest.raises(ValueError, match=f"the stored unit '{key}' is damaged"):
-        run_experiments(config, tiny_segmenter, data)
+    run_experiments(config, model, data)
+    return (lambda: run_experiments(config, model, data)), images
