@@ -103,14 +103,13 @@ def model_dtype(model: torch.nn.Module) -> torch.dtype:
         >>> model_dtype(torch.nn.Linear(2, 1).double())
         torch.float64
     """
-    for tensor in (*model.parameters(), *model.buffers()):
-        if tensor.is_meta:
-            raise ValueError(
-                "the model's parameters are on the meta device (no values); load its weights "
-                "first (e.g. model.to_empty(device='cpu') and load_state_dict)"
-            )
-    for tensor in model.parameters():
+    for tensor in model.parameters():  # the first floating parameter decides (a per-step call)
         if tensor.is_floating_point():
+            if tensor.is_meta:
+                raise ValueError(
+                    "the model's parameters are on the meta device (no values); load its weights "
+                    "first (e.g. model.to_empty(device='cpu') and load_state_dict)"
+                )
             if tensor.dtype in (torch.float16, torch.bfloat16):
                 raise ValueError(
                     f"the model's parameters are {tensor.dtype}; regionattack computes in float32 "
