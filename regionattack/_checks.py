@@ -174,7 +174,7 @@ def check_labels_in_range(labels: torch.Tensor, num_classes: int, name: str = "l
     valid = labels[labels != IGNORE_INDEX]
     if valid.numel() and int(valid.max()) >= num_classes:
         raise ValueError(
-            f"{name} hold class {int(valid.max())} but the model predicts {num_classes} classes "
+            f"{name}: found class {int(valid.max())} but the model predicts {num_classes} classes "
             f"(use {IGNORE_INDEX} for pixels to ignore)"
         )
 

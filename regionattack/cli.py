@@ -166,8 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--attack-images",
         type=positive_int,
-        default=DemoConfig.attack_images,
-        help="images to attack",
+        default=None,
+        help=f"images to attack, at most --eval-images (default: {DemoConfig.attack_images})",
     )
     demo.add_argument(
         "--map-grid",
@@ -280,6 +280,60 @@ def _run_bench(args: argparse.Namespace) -> int:
             f"{args.out}/"
         )
     return code
+
+
+def _demo_config(args: argparse.Namespace) -> DemoConfig:
+    """The demo's settings from its arguments, the defaults filled in for the chosen data.
+
+    Raises:
+        ValueError: For ``--root`` without ``--data camvid``, or more images to attack than to
+            evaluate.
+    """
+    if args.root is not None and args.data != "camvid":
+        raise ValueError(f"--root is read only with --data camvid (got --data {args.data})")
+    defaults = DemoConfig()
+    eval_images, train_images = args.eval_images, args.train_images
+    if eval_images is None:
+        eval_images = 101 if args.data == "camvid" else defaults.eval_images
+    if train_images is None:
+        train_images = 367 if args.data == "camvid" else defaults.train_images
+    attack_images = args.attack_images
+    if attack_images is None:
+        attack_images = min(defaults.attack_images, eval_images)
+    elif attack_images > eval_images:
+        raise ValueError(
+            f"--attack-images {attack_images} exceeds the {eval_images} evaluated images "
+            "(--eval-images); the attacked images are the first evaluated ones"
+        )
+    return DemoConfig(
+        data=args.data,
+        root=args.root,
+        size=args.size,
+        train_images=train_images,
+        eval_images=eval_images,
+        attack_images=attack_images,
+        map_grid=args.map_grid,
+        steps=args.steps,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    made: dict = {}
+
+    def work() -> None:
+        made.update(results=run_demo(_demo_config(args), args.out, retrain=args.retrain))
+
+    code = _guarded("demo", f"{args.out}/results.json", work)
+    if code:
+        return code
+    print(report(made["results"]))
+    print(
+        f"\nwall time {time.perf_counter() - start:.1f} s; figures and results.json in {args.out}/"
+    )
+    return 0
 
 
 def _guarded(command: str, results: str, work) -> int:
@@ -469,37 +523,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "map":
         return _run_map(args)
     if args.command == "demo":
-        defaults = DemoConfig()
-        eval_images, train_images = args.eval_images, args.train_images
-        if eval_images is None:
-            eval_images = 101 if args.data == "camvid" else defaults.eval_images
-        if train_images is None:
-            train_images = 367 if args.data == "camvid" else defaults.train_images
-        config = DemoConfig(
-            data=args.data,
-            root=args.root,
-            size=args.size,
-            train_images=train_images,
-            eval_images=eval_images,
-            attack_images=min(args.attack_images, eval_images),
-            map_grid=args.map_grid,
-            steps=args.steps,
-            seed=args.seed,
-            progress=not args.quiet,
-        )
-        start = time.perf_counter()
-        made: dict = {}
-        code = _guarded(
-            "demo",
-            f"{args.out}/results.json",
-            lambda: made.update(results=run_demo(config, args.out, retrain=args.retrain)),
-        )
-        if code:
-            return code
-        print(report(made["results"]))
-        print(
-            f"\nwall time {time.perf_counter() - start:.1f} s; figures and results.json in {args.out}/"
-        )
+        return _run_demo(args)
     return 0
 
 

@@ -131,6 +131,15 @@ def load_data(config: DemoConfig) -> dict[str, torch.Tensor | tuple[str, ...]]:
             config.root, "val", size=config.size, max_images=config.eval_images
         )
         classes = CAMVID_CLASSES
+        for split, pairs, wanted in (
+            ("train", train, config.train_images),
+            ("val", evaluation, config.eval_images),
+        ):
+            if len(pairs[0]) < wanted:
+                raise ValueError(
+                    f"asked for {wanted} CamVid {split} images; {config.root} holds "
+                    f"{len(pairs[0])} (--{'train' if split == 'train' else 'eval'}-images)"
+                )
     else:
         raise ValueError(f"data must be 'synthetic' or 'camvid'; got {config.data!r}")
     return {

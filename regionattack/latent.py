@@ -296,6 +296,23 @@ def checked_logits(logits: torch.Tensor) -> torch.Tensor:
     return logits
 
 
+def checked_latent(latent: torch.Tensor, layer: str) -> torch.Tensor:
+    """``latent`` (the output of layer ``layer``), refused when any value is NaN or infinite.
+
+    Example:
+        >>> checked_latent(torch.tensor([[float("inf")]]), "encoder")
+        Traceback (most recent call last):
+        ...
+        ValueError: the latent layer 'encoder' holds NaN or infinite values; check the model's weights, its dtype and its inputs
+    """
+    if not bool(torch.isfinite(latent).all()):
+        raise ValueError(
+            f"the latent layer {layer!r} holds NaN or infinite values; check the model's weights, "
+            "its dtype and its inputs"
+        )
+    return latent
+
+
 def predicted_classes(logits: torch.Tensor) -> torch.Tensor:
     """Per-pixel predicted class (N, H, W): ``logits.argmax(dim=1)``, several times faster on CPUs.
 

@@ -268,7 +268,15 @@ def changed_pixels(
         >>> changed.tolist(), counted.tolist()
         ([[1, 2]], [[2, 2]])
     """
-    differs = check_class_map(predicted, "predicted") != check_class_map(clean, "clean")
+    check_class_map(predicted, "predicted")
+    check_class_map(clean, "clean")
+    for name, other in (("clean", clean), ("valid", valid)):
+        if other.shape != predicted.shape:
+            raise ValueError(
+                f"{name} must have the shape of the predicted classes {tuple(predicted.shape)}; "
+                f"got {tuple(other.shape)}"
+            )
+    differs = predicted != clean
     changed, counted = [], []
     for where in (inside & valid, ~inside & valid):
         changed.append((differs & where).flatten(1).sum(dim=1))
@@ -325,6 +333,8 @@ def spearman_correlation(x: torch.Tensor, y: torch.Tensor) -> float:
     x, y = x.flatten().double(), y.flatten().double()
     if x.shape != y.shape:
         raise ValueError(f"x and y must have the same size; got {x.numel()} and {y.numel()}")
+    if not bool(torch.isfinite(x).all() and torch.isfinite(y).all()):
+        raise ValueError("x and y must be finite; a NaN or infinite value has no rank")
     if x.numel() < 2:
         return float("nan")
     rx, ry = _average_ranks(x), _average_ranks(y)

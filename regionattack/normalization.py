@@ -40,14 +40,7 @@ class NormalizedModel(nn.Module):
         super().__init__()
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module; got {type(model).__name__}")
-        mean_t = torch.as_tensor(mean, dtype=torch.float32).flatten()
-        std_t = torch.as_tensor(std, dtype=torch.float32).flatten()
-        if mean_t.numel() != std_t.numel() or mean_t.numel() == 0:
-            raise ValueError(
-                f"mean and std need one value per channel; got {mean_t.numel()} and {std_t.numel()}"
-            )
-        if not bool((std_t > 0).all()):
-            raise ValueError(f"std must be positive; got {std_t.tolist()}")
+        mean_t, std_t = checked_mean_std(mean, std)
         self.model = model
         self.register_buffer("mean", mean_t.view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", std_t.view(1, -1, 1, 1), persistent=False)
@@ -61,6 +54,32 @@ class NormalizedModel(nn.Module):
         mean = self.mean.to(images.dtype)
         std = self.std.to(images.dtype)
         return self.model((images - mean) / std)
+
+
+def checked_mean_std(
+    mean: Sequence[float], std: Sequence[float]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``mean`` and ``std`` as float32 vectors, one finite value per channel, ``std`` positive.
+
+    Example:
+        >>> checked_mean_std((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))[1].tolist()
+        [0.25, 0.25, 0.25]
+
+    Raises:
+        ValueError: If the counts differ or are 0, a value is not finite, or a std is not positive.
+    """
+    mean_t = torch.as_tensor(mean, dtype=torch.float32).flatten()
+    std_t = torch.as_tensor(std, dtype=torch.float32).flatten()
+    if mean_t.numel() != std_t.numel() or mean_t.numel() == 0:
+        raise ValueError(
+            f"mean and std need one value per channel; got {mean_t.numel()} and {std_t.numel()}"
+        )
+    for name, values in (("mean", mean_t), ("std", std_t)):
+        if not bool(torch.isfinite(values).all()):
+            raise ValueError(f"{name} must be finite; got {values.tolist()}")
+    if not bool((std_t > 0).all()):
+        raise ValueError(f"std must be positive; got {std_t.tolist()}")
+    return mean_t, std_t
 
 
 def with_normalization(

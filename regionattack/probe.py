@@ -28,7 +28,7 @@ from torch import nn
 
 from regionattack._checks import check_positive_int, check_tensor, import_optional, model_inputs
 from regionattack._state import frozen
-from regionattack.latent import find_layer, latent_of
+from regionattack.latent import checked_latent, find_layer, latent_of
 from regionattack.metrics import ConfusionMatrix
 from regionattack.normalization import NormalizedModel
 
@@ -196,9 +196,12 @@ def _pooled(
 ) -> torch.Tensor:
     """Return the (M, K) global-average-pooled latent of ``canvases``, batch by batch."""
     pooled = []
+    name = find_layer(model, layer)[0]
     with torch.no_grad(), frozen(model):
         for start in range(0, canvases.shape[0], batch_size):
-            latent = latent_of(model, canvases[start : start + batch_size], layer)
+            latent = checked_latent(
+                latent_of(model, canvases[start : start + batch_size], name), name
+            )
             pooled.append(latent.mean(dim=(2, 3)).float().cpu())
     return torch.cat(pooled)
 

@@ -173,3 +173,55 @@ EXPECTED = {
     "unknown attack": "unknown attack 'FGSM'",
     "model option typo": "decoder_atention_type",
 }
+
+
+def _camvid_with_train(camvid, tmp_path):
+    """The test CamVid with its six val pairs also as the train split."""
+    root = tmp_path / "camvid"
+    root.mkdir()
+    for split, source in (("train", "val"), ("val", "val")):
+        for suffix in ("", "annot"):
+            (root / f"{split}{suffix}").symlink_to(camvid / f"{source}{suffix}")
+    return root
+
+
+# The demo's mistakes: exit 2, one line, before the data is made or the model trained.
+DEMO_MISTAKES = {
+    "camvid root is missing": (["--data", "camvid", "--root", "{tmp}/nowhere"], "nowhere"),
+    "camvid without root": (["--data", "camvid"], "--data camvid needs --root"),
+    "root without camvid": (["--root", "{camvid}"], "--root is read only with --data camvid"),
+    "out is a file": (["--out", "{file}"], "is a file"),
+    "more eval images than val holds": (
+        ["--data", "camvid", "--root", "{camvid}", "--train-images", "6", "--eval-images", "500"],
+        "asked for 500 CamVid val images",
+    ),
+    "more train images than train holds": (
+        ["--data", "camvid", "--root", "{camvid}", "--train-images", "7"],
+        "asked for 7 CamVid train images",
+    ),
+    "more attacked than evaluated images": (
+        ["--eval-images", "4", "--attack-images", "9"],
+        "--attack-images 9 exceeds the 4",
+    ),
+}
+
+
+@pytest.mark.parametrize("mistake", list(DEMO_MISTAKES))
+def test_the_demo_reports_a_mistake_in_one_line_with_status_2(
+    mistake, camvid, tmp_path, capsys, monkeypatch
+):
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained a model for a demo that cannot run")
+
+    monkeypatch.setattr("regionattack.demo.trained_model", no_training)
+    (tmp_path / "file").write_text("not a folder")
+    camvid = _camvid_with_train(camvid, tmp_path)
+    names = {"tmp": tmp_path, "camvid": camvid, "file": tmp_path / "file"}
+    argv, expected = DEMO_MISTAKES[mistake]
+    out = tmp_path / "out"
+    argv = ["demo", "--out", str(out), "--quiet", *(a.format(**names) for a in argv)]
+    assert main(argv) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("regionattack demo: error: ") and "\n" not in error, error
+    assert expected in error, error
+    assert not out.exists() or [p.name for p in out.iterdir()] == [], "work started"

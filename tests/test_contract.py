@@ -43,11 +43,8 @@ def _defense(model, images):
 
 #: name -> (call(model, images), whether it reads the model's logits)
 ENTRY_POINTS = {
-    # UniformNoise reads no model; PositionChannelAttack reads the latent only
-    **{
-        f"attack:{name}": (_attack(name), name not in ("UniformNoise", "PositionChannelAttack"))
-        for name in sorted(ra.ATTACKS)
-    },
+    # UniformNoise reads no model; PositionChannelAttack reads the logits once (its clean pass)
+    **{f"attack:{name}": (_attack(name), name != "UniformNoise") for name in sorted(ra.ATTACKS)},
     "rank_channels:flip": (lambda m, x: ra.rank_channels(m, x, method="flip"), False),
     "rank_channels:gradient": (lambda m, x: ra.rank_channels(m, x, method="gradient"), True),
     "ablated_predictions": (lambda m, x: ablated_predictions(m, x, [[0], [1, 2]]), True),
@@ -56,6 +53,20 @@ ENTRY_POINTS = {
     "evaluate_defense": (lambda m, x: _defense(m, x), True),
 }
 READS_LOGITS = [name for name, (_, reads) in ENTRY_POINTS.items() if reads]
+
+
+class NaNLatent(torch.nn.Module):
+    """A network whose latent (and so its logits) are all NaN."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = TinySegmenter(num_classes=3)
+        with torch.no_grad():
+            for parameter in self.net.encoder.parameters():
+                parameter.fill_(float("nan"))
+
+    def forward(self, images):
+        return self.net(images)
 
 
 class NaNLogits(torch.nn.Module):
@@ -89,6 +100,18 @@ def _untouched(model, call):
 def test_nan_logits_are_refused(entry, images):
     call, _ = ENTRY_POINTS[entry]
     model = NaNLogits().eval()
+    with pytest.raises(ValueError, match="NaN or infinite|not finite"):
+        _untouched(model, lambda: call(model, images))
+
+
+# the entry points that read the latent alone (no logits): a NaN latent is refused there too
+READS_LATENT_ONLY = ["attack:PositionChannelAttack", "rank_channels:flip", "position_readout"]
+
+
+@pytest.mark.parametrize("entry", READS_LATENT_ONLY)
+def test_nan_latents_are_refused(entry, images):
+    call, _ = ENTRY_POINTS[entry]
+    model = NaNLatent().eval()
     with pytest.raises(ValueError, match="NaN or infinite|not finite"):
         _untouched(model, lambda: call(model, images))
 
@@ -178,6 +201,13 @@ def test_class_maps_that_are_not_integers_are_refused(function, dtype):
 
 
 @pytest.mark.parametrize("function", list(CLASS_MAP_FUNCTIONS))
+def test_class_maps_of_different_shapes_are_refused(function):
+    targets = torch.ones(1, 4, 4, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"\(1, 4, 4\)|\(1, 4, 5\)"):
+        CLASS_MAP_FUNCTIONS[function](torch.ones(1, 4, 5, dtype=torch.long), targets)
+
+
+@pytest.mark.parametrize("function", list(CLASS_MAP_FUNCTIONS))
 def test_integer_class_maps_of_any_width_are_counted(function):
     targets = torch.ones(1, 4, 4, dtype=torch.long)
     CLASS_MAP_FUNCTIONS[function](targets.to(torch.uint8), targets)  # no error
@@ -244,3 +274,46 @@ def test_weakest_cells_put_cells_without_valid_pixels_last():
 def test_repeated_channel_ids_are_refused(channels, message):
     with pytest.raises(ValueError, match=message):
         channel_mask(channels, 8)
+
+
+# ----------------------------------------------------------------------------- normalisation
+NORMALIZATION_ENTRY_POINTS = {
+    "with_normalization": lambda mean, std: ra.with_normalization(
+        TinySegmenter(num_classes=3), mean, std
+    ),
+    "set_normalization_used": lambda mean, std: ra.RegionAttack(
+        TinySegmenter(num_classes=3).eval(), "left", eps=EPS, steps=1
+    ).set_normalization_used(mean, std),
+}
+
+
+@pytest.mark.parametrize("entry", list(NORMALIZATION_ENTRY_POINTS))
+@pytest.mark.parametrize(
+    ("mean", "std", "message"),
+    [
+        ([0.5] * 3, [0.2, 0.0, 0.2], "std must be positive"),
+        ([0.5] * 3, [0.2, -0.1, 0.2], "std must be positive"),
+        ([float("nan")] * 3, [0.2] * 3, "mean must be finite"),
+        ([0.5] * 3, [float("inf")] * 3, "std must be finite"),
+        ([0.5] * 2, [0.2] * 3, "one value per channel; got 2 and 3"),
+        ([], [], "one value per channel; got 0 and 0"),
+    ],
+    ids=["std-0", "std-negative", "mean-nan", "std-inf", "counts", "empty"],
+)
+def test_normalization_with_unusable_mean_or_std_is_refused(entry, mean, std, message):
+    with pytest.raises(ValueError, match=message):
+        NORMALIZATION_ENTRY_POINTS[entry](mean, std)
+
+
+def test_spearman_correlation_refuses_values_without_a_rank():
+    with pytest.raises(ValueError, match="must be finite"):
+        metrics.spearman_correlation(torch.tensor([1.0, float("nan"), 2.0]), torch.rand(3))
+
+
+def test_training_labels_out_of_the_models_classes_are_refused(images):
+    from regionattack.models import train_segmenter
+
+    model = TinySegmenter(num_classes=3)
+    labels = torch.full((6, 32, 32), 7)
+    with pytest.raises(ValueError, match="class 7 but the model predicts 3 classes"):
+        train_segmenter(model, images, labels, steps=1, batch_size=2, progress=False)

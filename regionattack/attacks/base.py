@@ -50,7 +50,7 @@ from regionattack.attacks.objectives import project
 from regionattack.attacks.optimizers import OPTIMIZERS, ascend
 from regionattack.latent import checked_logits, layer_hook, model_logits, predicted_classes
 from regionattack.metrics import MaskedConfusions
-from regionattack.normalization import NormalizedModel
+from regionattack.normalization import NormalizedModel, checked_mean_std
 from regionattack.regions import RegionLike, as_mask
 
 logger = logging.getLogger(__name__)
@@ -187,8 +187,11 @@ class SegmentationAttack(Attack):
 
         Raises:
             ValueError: If the model already normalises its inputs (it is or contains a
-                :class:`~regionattack.NormalizedModel`): the images would be normalised twice.
+                :class:`~regionattack.NormalizedModel`): the images would be normalised twice;
+                or for a ``mean`` / ``std`` that :func:`~regionattack.normalization.checked_mean_std`
+                refuses (a std of 0, NaN, counts that differ).
         """
+        checked_mean_std(mean, std)
         if any(isinstance(module, NormalizedModel) for module in self.model.modules()):
             raise ValueError(
                 "the model already normalises its inputs (it contains a NormalizedModel, made by "

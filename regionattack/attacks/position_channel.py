@@ -11,7 +11,15 @@ from regionattack.attacks.base import Problem, SegmentationAttack
 from regionattack.attacks.objectives import channel_distance
 from regionattack.attacks.optimizers import OPTIMIZERS
 from regionattack.attacks.registry import register
-from regionattack.latent import find_layer, latent_of
+from regionattack.latent import (
+    checked_latent,
+    checked_logits,
+    find_layer,
+    latent_of,
+    layer_hook,
+    model_logits,
+    select_latent,
+)
 from regionattack.ranking import ChannelRanking, check_ranking_matches, default_k
 from regionattack.regions import RegionLike
 
@@ -104,12 +112,26 @@ class PositionChannelAttack(SegmentationAttack):
 
     needs_clean = False
 
+    def clean_latent(self, network: nn.Module, images: torch.Tensor) -> torch.Tensor:
+        """The latent of ``images`` from one whole forward pass whose logits and latent are checked.
+
+        The steps run the model only up to the latent; this one pass also reads the logits, so a
+        model whose predictions are NaN is refused (as by every attack) rather than attacked.
+
+        Raises:
+            ValueError: If the logits or the latent hold NaN or infinite values, or the latent
+                layer runs more than once per forward pass.
+        """
+        seen: list[torch.Tensor] = []
+        with torch.no_grad(), layer_hook(network, seen.append, self.layer, once=True):
+            checked_logits(model_logits(network(images)))
+        return checked_latent(select_latent(seen[0]), self.layer)
+
     def perturb(self, problem: Problem) -> torch.Tensor:
         """Drive the chosen channels to their target; labels and predictions are not needed."""
         images = problem.images
         network = self.network()
-        with torch.no_grad():
-            clean = latent_of(network, images, self.layer)
+        clean = self.clean_latent(network, images)
         selected = channel_mask(self.channels, clean.shape[1], images.shape[0])
         target = torch.zeros_like(clean) if self.mode == "suppress" else clean.flip(-1)
         scale = channel_distance(

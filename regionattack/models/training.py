@@ -12,7 +12,13 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 from tqdm.auto import tqdm
 
-from regionattack._checks import IGNORE_INDEX, check_images, check_labels, check_positive_int
+from regionattack._checks import (
+    IGNORE_INDEX,
+    check_images,
+    check_labels,
+    check_labels_in_range,
+    check_positive_int,
+)
 from regionattack._state import forked_rng
 from regionattack.latent import model_logits
 
@@ -108,6 +114,7 @@ def train_segmenter(
                     batch = torch.where(flip[:, None, None, None], batch.flip(-1), batch)
                     target = torch.where(flip[:, None, None], target.flip(-1), target)
                 logits = model_logits(model(batch), batch.shape[-2:])
+                check_labels_in_range(target, logits.shape[1])
                 loss = F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)
                 if augshift is not None:
                     task = loss.item()
