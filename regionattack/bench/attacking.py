@@ -131,10 +131,17 @@ def suite_attack(
 
 
 def summarize_attack(outcome: AttackOutcome) -> dict[str, float]:
-    """The measured numbers of an attack: mIoU inside/outside ``"region"``, drops, specificity."""
+    """The measured numbers of an attack: mIoU inside/outside ``"region"``, drops, specificity.
+
+    A side without valid pixels (the outside of a whole-image attack) has NaN for its mIoU and
+    its changed fraction alike, not a changed fraction of 0 that reads as a measurement.
+    """
     clean_r = outcome.clean.region("region")
     attacked_r = outcome.attacked.region("region")
-    changed = (outcome.changed.double() / outcome.counted.clamp_min(1).double()).tolist()
+    changed = [
+        float(changed) / float(counted) if counted else float("nan")
+        for changed, counted in zip(outcome.changed.tolist(), outcome.counted.tolist())
+    ]
     return {
         "images": outcome.images,
         "miou": attacked_r.all,

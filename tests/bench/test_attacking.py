@@ -1,5 +1,7 @@
 """The bench's attacks: built by name, run over this process's images, summed and summarised."""
 
+import math
+
 import pytest
 import torch
 from torch.utils.data import TensorDataset
@@ -182,10 +184,11 @@ def test_summarize_attack_reports_inside_outside_drops_and_per_image_numbers():
     assert summary["specificity"] == 1000.0  # the outside drop is floored
 
 
-def test_summarize_attack_without_pixels_or_images_divides_by_one():
+def test_summarize_attack_without_pixels_is_nan_and_without_images_divides_by_one():
     outcome = outcome_of([0, 1, 0, 1], [0, 1, 0, 1], [0, 1, 0, 1], counted=torch.tensor([4, 0]))
     outcome.changed = torch.tensor([1, 0])
     outcome.images, outcome.l2_sum, outcome.seconds = 0, 0.0, 0.0
     summary = summarize_attack(outcome)
-    assert (summary["changed_inside"], summary["changed_outside"]) == (0.25, 0.0)
+    assert summary["changed_inside"] == 0.25
+    assert math.isnan(summary["changed_outside"])  # no outside pixels: no measurement, not 0
     assert (summary["l2"], summary["seconds_per_image"], summary["images"]) == (0.0, 0.0, 0)
