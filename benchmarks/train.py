@@ -16,8 +16,10 @@ to the labels' size for the loss and the evaluation.
 Images are resized to ``--size`` (no crops) and drawn at random with replacement; the loss is
 cross-entropy with 255 ignored; AdamW with warm-up and a cosine schedule. Horizontal flips are off
 unless ``--hflip`` is given: they teach the network that left and right are interchangeable, which
-weakens the position information this library studies. The checkpoint is written atomically at the
-end; an interrupted run leaves no file.
+weakens the position information this library studies; ``--scale 0.75,1.25`` adds scale jitter. The
+checkpoint is written atomically at the end. Every ``--save-every`` steps the progress is written to
+``OUT.progress``: an interrupted run, started again with the same command, goes on from there and
+gives the model an uninterrupted run gives.
 
 Two training-time defenses (:mod:`regionattack.defenses`) are available: ``--padding reflect``
 (or ``replicate``, ``circular``) trains a copy of the model whose padded convolutions no longer pad
@@ -71,6 +73,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--hflip", action="store_true", help="random horizontal flips")
     parser.add_argument(
+        "--scale",
+        type=parse_floats,
+        default=None,
+        metavar="LOW,HIGH",
+        help="scale jitter: resize each batch by a factor in [LOW, HIGH], crop or pad back",
+    )
+    parser.add_argument(
+        "--save-every",
+        type=int,
+        default=50,
+        metavar="STEPS",
+        help="write OUT.progress every STEPS steps; the same command resumes from it "
+        "(default: 50; 0: off; off with --augshift)",
+    )
+    parser.add_argument(
         "--padding",
         choices=PADDING_MODES,
         default="zeros",
@@ -118,6 +135,8 @@ def prepare(
         FileNotFoundError: If the dataset is not where ``--root`` says.
     """
     size = check_size_divisible(args.size, args.stride)
+    if args.scale is not None and (len(args.scale) != 2 or not 0 < args.scale[0] <= args.scale[1]):
+        raise ValueError(f"--scale must be LOW,HIGH with 0 < LOW <= HIGH; got {args.scale}")
     train_set = load_dataset(
         args.dataset, args.root, args.split, size=size, max_images=args.max_images
     )
@@ -148,6 +167,7 @@ def checkpoint_meta(
         "batch_size": args.batch_size,
         "lr": args.lr,
         "hflip": args.hflip,
+        "scale": args.scale,
         "padding": args.padding,
         "augshift": None
         if augshift is None
@@ -158,6 +178,16 @@ def checkpoint_meta(
         "train_seconds": seconds,
         "environment": environment(args.device),
     }
+
+
+def progress_file(args: argparse.Namespace, augshift: AugShift | None) -> str | None:
+    """``OUT.progress``, where the training's progress is kept for a resume (None when off)."""
+    if args.save_every <= 0:
+        return None
+    if augshift is not None:
+        logger.info("no progress file with --augshift: an interrupted run starts again")
+        return None
+    return f"{args.out}.progress"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -172,17 +202,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     model = with_normalization(network, args.mean, args.std).to(args.device)
     logger.info("training %s on %d %s images at %s", args.model, len(train_set), args.dataset, size)
     start = time.perf_counter()
-    losses = train_segmenter(
-        model,
-        train_set,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        hflip=args.hflip,
-        seed=args.seed,
-        num_workers=args.workers,
-        augshift=augshift,
-    )
+    try:
+        losses = train_segmenter(
+            model,
+            train_set,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            hflip=args.hflip,
+            seed=args.seed,
+            num_workers=args.workers,
+            augshift=augshift,
+            scale=args.scale,
+            progress_file=progress_file(args, augshift),
+            save_every=max(args.save_every, 1),
+        )
+    except ValueError as error:  # e.g. a progress file of another run
+        print(f"train: error: {error}", file=sys.stderr)
+        return 2
     meta = checkpoint_meta(args, train_set, size, augshift, losses, time.perf_counter() - start)
     if args.eval_split:
         eval_set = load_dataset(args.dataset, args.root, args.eval_split, size=size)

@@ -41,6 +41,10 @@ def test_train_script_writes_a_checkpoint_the_bench_reads(camvid, tmp_path):
         "2",
         "--batch-size",
         "2",
+        "--scale",
+        "0.75,1.25",
+        "--save-every",
+        "1",
         "--out",
         str(out),
     ]
@@ -50,6 +54,8 @@ def test_train_script_writes_a_checkpoint_the_bench_reads(camvid, tmp_path):
     assert summary["architecture"] == "smp:DeepLabV3:resnet18"
     assert summary["size"] == [32, 48] and 0 <= summary["eval_miou"] <= 1
     assert summary["environment"]["torch"] == torch.__version__
+    assert summary["scale"] == [0.75, 1.25]
+    assert not (tmp_path / "model.pt.progress").exists()  # finished: the progress file is gone
     from regionattack.models import build_from_checkpoint
 
     model, meta = build_from_checkpoint(out)
