@@ -12,6 +12,8 @@ from regionattack.attacks import (
     PGD,
     SEA,
     CosPGD,
+    HideClasses,
+    Metzen,
     PositionChannelAttack,
     RegionAttack,
     RegionPGD,
@@ -19,6 +21,7 @@ from regionattack.attacks import (
     SegPGD,
     UniformNoise,
     build_attack,
+    hide_target,
     register,
 )
 from regionattack.latent import find_layer, latent_of
@@ -36,6 +39,8 @@ __all__ = [
     "ChannelRanking",
     "ConfusionMatrix",
     "CosPGD",
+    "HideClasses",
+    "Metzen",
     "NormalizedModel",
     "PositionChannelAttack",
     "RegionAttack",
@@ -48,6 +53,7 @@ __all__ = [
     "ablate_channels",
     "build_attack",
     "find_layer",
+    "hide_target",
     "latent_of",
     "metrics",
     "rank_channels",

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from regionattack._checks import IGNORE_INDEX, check_class_map, check_positive_int
-from regionattack.regions import RegionLike, as_mask
+from regionattack.regions import RegionLike, as_mask, of_classes
 
 __all__ = [
     "IGNORE_INDEX",
@@ -17,6 +17,7 @@ __all__ = [
     "changed_fraction",
     "changed_fractions",
     "changed_pixels",
+    "hiding_measures",
     "region_miou",
     "region_specificity",
     "spearman_correlation",
@@ -303,6 +304,68 @@ def changed_fractions(
     changed, counted = changed_pixels(predicted, clean, valid, inside)
     fractions = changed / counted.clamp_min(1)
     return (fractions[:, 0], fractions[:, 1]), (counted[:, 0], counted[:, 1])
+
+
+def hiding_measures(
+    clean: torch.Tensor,
+    predicted: torch.Tensor,
+    classes: object,
+    target: torch.Tensor | None = None,
+    valid: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
+    """Per image, how well ``classes`` were hidden: the measures of a class-hiding attack.
+
+    The hidden pixels are the valid pixels the clean prediction gives one of ``classes``.
+
+    * ``hidden``: fraction of them no longer predicted as any of ``classes``;
+    * ``target_match``: fraction of them predicted as ``target`` (the dynamic target of
+      :func:`~regionattack.hide_target`; NaN without a target);
+    * ``changed_outside``: fraction of the other valid pixels whose class changed;
+    * ``pixels``: the number of hidden pixels (0: the image has none of the classes, and its
+      fractions are NaN), ``outside_pixels`` the other valid pixels.
+
+    Args:
+        clean: (N, H, W) classes before the attack.
+        predicted: (N, H, W) classes after it.
+        classes: A class id or a sequence of ids.
+        target: (N, H, W) classes the hidden pixels should take, or None.
+        valid: (N, H, W) bool pixels that count (e.g. ``labels != 255``); all when None.
+
+    Example:
+        >>> clean = torch.tensor([[[0, 8, 8, 1]]])
+        >>> after = torch.tensor([[[0, 0, 8, 2]]])
+        >>> m = hiding_measures(clean, after, 8, target=torch.tensor([[[0, 0, 1, 1]]]))
+        >>> [round(float(m[k][0]), 3) for k in ("hidden", "target_match", "changed_outside")]
+        [0.5, 0.5, 0.5]
+    """
+    changed, counted = changed_pixels(
+        predicted,
+        clean,
+        torch.ones_like(clean, dtype=torch.bool) if valid is None else valid,
+        of_classes(clean, classes),
+    )
+    inside = of_classes(clean, classes) & (True if valid is None else valid)
+    pixels = counted[:, 0].double()
+    nan = torch.full_like(pixels, float("nan"))
+
+    def fraction(hits: torch.Tensor) -> torch.Tensor:
+        return torch.where(pixels > 0, (hits & inside).flatten(1).sum(1) / pixels.clamp_min(1), nan)
+
+    if target is not None and tuple(target.shape) != tuple(clean.shape):
+        raise ValueError(
+            f"target must have the shape of the class maps {tuple(clean.shape)}; "
+            f"got {tuple(target.shape)}"
+        )
+    outside = counted[:, 1].double()
+    return {
+        "hidden": fraction(~of_classes(predicted, classes)),
+        "target_match": nan
+        if target is None
+        else fraction(predicted == check_class_map(target, "target")),
+        "changed_outside": torch.where(outside > 0, changed[:, 1] / outside.clamp_min(1), nan),
+        "pixels": counted[:, 0],
+        "outside_pixels": counted[:, 1],
+    }
 
 
 def region_specificity(clean: RegionMIoU, attacked: RegionMIoU, floor: float = 1e-3) -> float:

@@ -14,17 +14,22 @@ from typing import Union
 import numpy as np
 import torch
 
-from regionattack._checks import check_positive_int
+from regionattack._checks import check_class_map, check_positive_int
 
 __all__ = [
     "as_mask",
     "box",
+    "class_ids",
     "describe",
     "grid_cell",
     "grid_cells",
     "named",
+    "nearest_outside",
     "num_masks",
+    "of_classes",
 ]
+
+_CHUNK = 1 << 23  # elements of one (rows, W, W) block of nearest_outside's row pass
 
 
 NAMES = ("left", "right", "top", "bottom", "center")
@@ -281,3 +286,90 @@ def describe(region: RegionLike | None) -> str:
         return region
     mask = _to_tensor(region)
     return f"mask({int((mask != 0).sum())} of {mask.numel()} px)"
+
+
+def class_ids(classes: object) -> torch.Tensor:
+    """``classes`` (an int or a sequence of ints) as a 1-D long tensor of distinct ids >= 0.
+
+    Example:
+        >>> class_ids(8).tolist(), class_ids([8, 9]).tolist()
+        ([8], [8, 9])
+    """
+    values = [classes] if isinstance(classes, int) or np.ndim(classes) == 0 else list(classes)
+    ids = [_index(value, "class id") for value in values]
+    if not ids:
+        raise ValueError("classes must name at least one class id")
+    if min(ids) < 0:
+        raise ValueError(f"class ids must be >= 0; got {ids}")
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"class ids must be distinct; got {ids}")
+    return torch.tensor(ids, dtype=torch.long)
+
+
+def of_classes(class_map: torch.Tensor, classes: int | object) -> torch.Tensor:
+    """Per-sample masks of the pixels whose class is one of ``classes``.
+
+    A sample without those classes gets an empty mask (use it to skip the sample: regions given
+    to an attack must not be empty).
+
+    Args:
+        class_map: (N, H, W) integer class ids, e.g. a clean prediction.
+        classes: A class id or a sequence of ids.
+
+    Returns:
+        (N, H, W) bool masks on the class map's device.
+
+    Example:
+        >>> of_classes(torch.tensor([[[0, 8], [9, 1]]]), [8, 9]).int().tolist()
+        [[[0, 1], [1, 0]]]
+    """
+    class_map = check_class_map(class_map, "class_map")
+    if class_map.ndim != 3:
+        raise ValueError(f"class_map must be (N, H, W); got shape {tuple(class_map.shape)}")
+    return torch.isin(class_map, class_ids(classes).to(class_map.device))
+
+
+def nearest_outside(region: torch.Tensor) -> torch.Tensor:
+    """For every pixel, the flat index (``row * W + column``) of the nearest pixel outside ``region``.
+
+    Nearest in Euclidean distance (exact; ties go to the lowest column, then the row found
+    first); a pixel outside the region is its own nearest. An image whose region covers every
+    pixel has no pixel outside: its indices are -1. Two passes: along each column, the nearest
+    outside row above and below; then, along each row, the column that minimises the squared
+    distance (the separable distance transform, with the argmin kept).
+
+    Args:
+        region: (N, H, W) bool masks.
+
+    Returns:
+        (N, H, W) long indices into the flattened (H * W) image.
+
+    Example:
+        >>> inside = torch.tensor([[[False, True, True]]])
+        >>> nearest_outside(inside).tolist()
+        [[[0, 0, 0]]]
+    """
+    if not isinstance(region, torch.Tensor) or region.dtype != torch.bool or region.ndim != 3:
+        raise ValueError("region must be an (N, H, W) bool tensor")
+    n, height, width = region.shape
+    device = region.device
+    outside = ~region
+    rows = torch.arange(height, device=device).view(1, height, 1).expand(n, height, width)
+    above = torch.where(outside, rows, -1).cummax(dim=1).values
+    below = torch.where(outside, rows, height).flip(1).cummin(dim=1).values.flip(1)
+    inf = float("inf")
+    up = torch.where(above >= 0, (rows - above).float(), inf)
+    down = torch.where(below < height, (below - rows).float(), inf)
+    source_row = torch.where(up <= down, above, below)  # per column, the nearest outside row
+    column_distance = torch.minimum(up, down)
+    columns = torch.arange(width, device=device, dtype=torch.float32)
+    offsets = (columns[:, None] - columns[None, :]) ** 2  # (W target, W source)
+    best = torch.empty(n, height, width, dtype=torch.long, device=device)
+    block = max(1, _CHUNK // (width * width))
+    for start in range(0, n * height, block):  # rows of all images, a block at a time
+        squared = column_distance.view(-1, width)[start : start + block] ** 2
+        best.view(-1, width)[start : start + block] = (squared[:, None, :] + offsets).argmin(-1)
+    found_row = source_row.gather(2, best)
+    index = found_row * width + best
+    none_outside = ~outside.flatten(1).any(1)
+    return torch.where(none_outside[:, None, None], -1, index)

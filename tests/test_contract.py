@@ -25,7 +25,10 @@ EPS = 8 / 255
 
 def _attack(name):
     def run(model, images):
-        options = {"channels": [0, 1]} if name == "PositionChannelAttack" else {}
+        cls = ra.ATTACKS[name]
+        options = {cls.ranking_argument: [0, 1]} if cls.ranking_argument else {}
+        if cls.classes_argument:
+            options[cls.classes_argument] = [1]
         region = None if ra.ATTACKS[name].whole_image else "left"
         attack = ra.build_attack(name, model, eps=EPS, steps=1, region=region, seed=0, **options)
         return attack(images)

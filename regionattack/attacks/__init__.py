@@ -6,6 +6,9 @@ Every attack here is registered by name (:data:`ATTACKS`) and built the same way
 
 from regionattack.attacks.base import SegmentationAttack
 from regionattack.attacks.cospgd import CosPGD
+from regionattack.attacks.hide_classes import HideClasses
+from regionattack.attacks.hiding import hide_target
+from regionattack.attacks.metzen import Metzen
 from regionattack.attacks.pgd import PGD
 from regionattack.attacks.position_channel import PositionChannelAttack
 from regionattack.attacks.region_attack import RegionAttack
@@ -26,6 +29,8 @@ __all__ = [
     "ATTACKS",
     "PGD",
     "CosPGD",
+    "HideClasses",
+    "Metzen",
     "PositionChannelAttack",
     "RegionAttack",
     "RegionPGD",
@@ -35,6 +40,7 @@ __all__ = [
     "UniformNoise",
     "attack_class",
     "build_attack",
+    "hide_target",
     "parse_attack_name",
     "register",
     "unregister",

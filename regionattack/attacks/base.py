@@ -110,8 +110,10 @@ class SegmentationAttack(Attack):
     ``name_options`` (keyword -> the values that may be given in brackets after the attack's
     name), ``repeatable_name_options`` (keywords that collect several bracket values),
     ``whole_image`` (True when the attack perturbs for the whole image whatever region it is
-    given, so results report it as an image-wide attack) and ``ranking_argument`` (the keyword
-    through which the attack takes a :class:`~regionattack.ChannelRanking` of its region).
+    given, so results report it as an image-wide attack), ``ranking_argument`` (the keyword
+    through which the attack takes a :class:`~regionattack.ChannelRanking` of its region) and
+    ``classes_argument`` (the keyword through which a class-hiding attack takes the class ids
+    to hide).
 
     Raises:
         TypeError: If ``model`` is not an ``nn.Module``, a setting is not a number / int, or
@@ -124,6 +126,7 @@ class SegmentationAttack(Attack):
     repeatable_name_options: ClassVar[tuple[str, ...]] = ()
     whole_image: ClassVar[bool] = False
     ranking_argument: ClassVar[str | None] = None
+    classes_argument: ClassVar[str | None] = None
     needs_clean: ClassVar[bool] = True
     captures_latent: bool = False
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import warnings
 
 import torch
 from torch import nn
@@ -10,6 +11,7 @@ from torch import nn
 from regionattack._checks import IGNORE_INDEX, check_choice, check_k, check_nonnegative_float
 from regionattack.ablation import ChannelsLike, ablate, channel_mask, check_channels, replay_layer
 from regionattack.attacks.base import Problem, SegmentationAttack
+from regionattack.attacks.budget import BudgetLike, OutsideBudget, check_budget, noise_limit
 from regionattack.attacks.objectives import (
     channel_distance,
     margin_shortfall,
@@ -96,6 +98,14 @@ class RegionAttack(SegmentationAttack):
         flipped_weight: Extra weight of outside pixels whose prediction changed ("segmentation").
         outside_margin: Lead in logits the clean class must keep outside (the hinge above);
             None (default): the cross-entropy of the clean prediction.
+        max_outside: An outside budget instead of a fixed weight: the largest fraction of the
+            valid outside pixels allowed to change (``0.01``), or ``"noise"``: as many as uniform
+            noise of radius ``eps`` changes on that image. The outside term's weight then starts
+            at ``outside_weight`` and is raised, per image, after each iterate over budget and
+            lowered after each within it; each image gets its iterate (the last one included)
+            that breaks the most inside pixels within budget, or, when none keeps it, the one
+            that exceeds it least, and ``budget_met`` (N,) tells which (see
+            :mod:`regionattack.attacks.budget`). None (default): the fixed weight.
         seed: Seed for the random start (an int or None).
         optimizer: ``"pgd-decay"`` (default: the step decays from ``2 * alpha`` to
             ``2 * alpha / steps``), ``"pgd"`` or ``"apgd"`` (see
@@ -140,11 +150,12 @@ class RegionAttack(SegmentationAttack):
         done_weight: float = 0.1,
         flipped_weight: float = 4.0,
         outside_margin: float | None = None,
+        max_outside: BudgetLike = None,
         seed: int | None = None,
         optimizer: str = "pgd-decay",
     ):
         super().__init__(
-            "RegionAttack",
+            type(self).__name__,
             model,
             eps=eps,
             alpha=alpha,
@@ -184,6 +195,13 @@ class RegionAttack(SegmentationAttack):
             if outside_margin is None
             else check_nonnegative_float(outside_margin, "outside_margin")
         )
+        self.max_outside = check_budget(max_outside)
+        if self.max_outside is not None and objective == "channels":
+            raise ValueError(
+                "max_outside needs the prediction, which the 'channels' objective never reads; "
+                "use objective='segmentation' or 'both'"
+            )
+        self.budget_met: torch.Tensor | None = None
 
     def select_channels(
         self,
@@ -221,6 +239,21 @@ class RegionAttack(SegmentationAttack):
 
     def perturb(self, problem: Problem) -> torch.Tensor:
         """Ascend the chosen objective (see the class); labels 255 are never attacked."""
+        images, labels, clean = problem.images, problem.labels, problem.clean
+        if self.objective_name in ("segmentation", "both"):
+            targets = self.attack_targets(images, labels, clean)
+        else:  # the channel term needs no target map, only targets to rank channels against
+            targets = clean if labels is None or self.targeted else labels
+        return self.break_region(problem, targets, targeted=self.targeted)
+
+    def break_region(
+        self, problem: Problem, targets: torch.Tensor, *, targeted: bool
+    ) -> torch.Tensor:
+        """Ascend the objective for ``problem.inside`` against the (N, H, W) ``targets``.
+
+        ``targeted``: reach ``targets`` inside (else move away from them). With ``max_outside``,
+        the outside budget chooses each image's iterate (and ``budget_met`` is set).
+        """
         images, labels, clean, inside = (
             problem.images,
             problem.labels,
@@ -231,21 +264,20 @@ class RegionAttack(SegmentationAttack):
         use_channels = self.objective_name in ("channels", "both")
         network = self.network()
         n = images.shape[0]
-        if use_segmentation:
-            targets = self.attack_targets(images, labels, clean)
-        else:  # the channel term needs no target map, only targets to rank channels against
-            targets = clean if labels is None or self.targeted else labels
         valid = (
             torch.ones_like(clean, dtype=torch.bool) if labels is None else labels != IGNORE_INDEX
         )
         inside_w, outside_w = mean_weights(torch.stack([inside, ~inside]), valid)
-        sign = -1.0 if self.targeted else 1.0
+        sign = -1.0 if targeted else 1.0
+        budget = None
+        if self.max_outside is not None:
+            budget = self.outside_budget(problem, targets, valid, targeted)
         if use_channels:
             layer_output, problem.latent = problem.latent, None  # the features are large
             clean_latent = select_latent(layer_output)
             selected = self.select_channels(
                 images,
-                clean if self.targeted else targets,
+                clean if targeted else targets,
                 inside,
                 valid,
                 clean_latent.shape[1],
@@ -269,16 +301,18 @@ class RegionAttack(SegmentationAttack):
                 with capture if use_channels else contextlib.nullcontext():
                     logits = model_logits(network(adv), adv.shape[-2:])
                 predicted = predicted_classes(logits.detach())
+                if budget is not None:
+                    budget.observe(adv, predicted)
                 if self.optimizer == "apgd":  # the best iterate is chosen by success
                     scores["last"] = success_score(
-                        predicted, targets, clean, inside, valid, targeted=self.targeted
+                        predicted, targets, clean, inside, valid, targeted=targeted
                     )
                 # one log-softmax serves both terms; their weights never overlap (inside/outside)
                 keep_ce = self.outside_weight and self.outside_margin is None
                 maps = (targets, clean) if keep_ce else (targets,)
                 inside_ce, *outside_ce = pixel_cross_entropies(logits, *maps)
                 # untargeted only: a targeted pixel that reached its target must be held there
-                done_weight = 1.0 if self.targeted else self.done_weight
+                done_weight = 1.0 if targeted else self.done_weight
                 inside_scale = torch.where(predicted != targets, done_weight, 1.0)
                 loss = sign * weighted_sum(inside_ce, inside_w * inside_scale)
                 if self.outside_weight:
@@ -288,12 +322,47 @@ class RegionAttack(SegmentationAttack):
                         if self.outside_margin is None
                         else margin_shortfall(logits, clean, self.outside_margin)
                     )
-                    loss = loss - self.outside_weight * weighted_sum(
-                        kept, outside_w * outside_scale
-                    )
+                    weight = self.outside_weight if budget is None else budget.weights
+                    loss = loss - weight * weighted_sum(kept, outside_w * outside_scale)
             if use_channels:
                 z = latent["z"] if use_segmentation else latent_of(network, adv, self.layer)
                 loss = loss - channel_distance(z, ablated, torch.ones_like(selected), scale)
             return loss
 
-        return self.pgd(images, objective, problem.allowed, scores)
+        adv = self.pgd(images, objective, problem.allowed, scores)
+        if budget is None:
+            return adv
+        with torch.no_grad():  # the last iterate is a candidate too
+            budget.observe(adv, predicted_classes(self.logits(adv)))
+        adv, self.budget_met = budget.result()
+        missed = int((~self.budget_met).sum())
+        if missed:
+            warnings.warn(
+                f"{type(self).__name__}: {missed} of {n} images changed more outside pixels than "
+                f"max_outside={self.max_outside!r} allows at every iterate; each got its least "
+                "violating iterate (see the attack's budget_met)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        return adv
+
+    def outside_budget(
+        self, problem: Problem, targets: torch.Tensor, valid: torch.Tensor, targeted: bool
+    ) -> OutsideBudget:
+        """The per-image budget of this call, from ``max_outside``."""
+        outside = ~problem.inside & valid
+        if self.max_outside == "noise":
+            limit = noise_limit(
+                self.logits, problem.images, problem.clean, outside, self.eps, problem.allowed,
+                self.seed,
+            )  # fmt: skip
+        else:
+            limit = torch.full((problem.images.shape[0],), float(self.max_outside))
+        inside = problem.inside & valid
+
+        def broken(predicted: torch.Tensor) -> torch.Tensor:
+            return ((predicted == targets) if targeted else (predicted != targets)) & inside
+
+        return OutsideBudget(
+            limit, self.outside_weight, problem.images, problem.clean, outside, broken
+        )

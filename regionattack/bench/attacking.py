@@ -140,7 +140,7 @@ def summarize_attack(outcome: AttackOutcome) -> dict[str, float]:
     attacked_r = outcome.attacked.region("region")
     changed = [
         float(changed) / float(counted) if counted else float("nan")
-        for changed, counted in zip(outcome.changed.tolist(), outcome.counted.tolist())
+        for changed, counted in zip(outcome.changed.tolist(), outcome.counted.tolist(), strict=True)
     ]
     return {
         "images": outcome.images,

@@ -22,6 +22,8 @@ NAMES = sorted(ATTACKS)
 def make(name, model, **settings):
     cls = ATTACKS[name]
     options = {cls.ranking_argument: [0, 1]} if cls.ranking_argument else {}
+    if cls.classes_argument:
+        options[cls.classes_argument] = [1]
     settings = {"eps": EPS, "steps": 3, "region": "left", "seed": 0, **settings}
     return build_attack(name, model, **settings, **options)
 
