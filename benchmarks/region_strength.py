@@ -220,8 +220,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def resumed_record(out: Path, identity: dict, args: argparse.Namespace) -> dict:
+def resumed_record(
+    out: Path,
+    identity: dict,
+    args: argparse.Namespace,
+    names: tuple[str, ...] = ("variants", "eps", "steps"),
+) -> dict:
     """The record of ``out`` (a fresh one if absent), its settings extended by this run's.
+
+    ``names`` are the settings (attributes of ``args``, lists) whose values of every run so far
+    are kept in ``record["settings"]``, in the order first given.
 
     Raises:
         ValueError: If ``out`` holds results of another model, other images or other settings.
@@ -231,9 +239,10 @@ def resumed_record(out: Path, identity: dict, args: argparse.Namespace) -> dict:
         differs = [k for k in identity if record["identity"].get(k) != identity[k]]
         raise ValueError(f"{out} holds results of another setting (differs in: {differs})")
     # the variants, radii and steps of every run so far, in the order first given
-    settings = record.setdefault("settings", {"variants": [], "eps": [], "steps": []})
-    for name, values in (("variants", args.variants), ("eps", args.eps), ("steps", args.steps)):
-        settings[name] += [v for v in values if v not in settings[name]]
+    settings = record.setdefault("settings", {})
+    for name in names:
+        known = settings.setdefault(name, [])
+        known += [v for v in getattr(args, name) if v not in known]
     return record
 
 

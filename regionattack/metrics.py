@@ -321,8 +321,10 @@ def hiding_measures(
     * ``target_match``: fraction of them predicted as ``target`` (the dynamic target of
       :func:`~regionattack.hide_target`; NaN without a target);
     * ``changed_outside``: fraction of the other valid pixels whose class changed;
-    * ``pixels``: the number of hidden pixels (0: the image has none of the classes, and its
-      fractions are NaN), ``outside_pixels`` the other valid pixels.
+    * ``pixels`` / ``outside_pixels``: the numbers of hidden pixels (0: the image has none of
+      the classes, and its fractions are NaN) and of other valid pixels; ``hidden_pixels``,
+      ``matched_pixels`` and ``changed_pixels`` the counts behind the three fractions (to sum
+      over images).
 
     Args:
         clean: (N, H, W) classes before the attack.
@@ -338,33 +340,34 @@ def hiding_measures(
         >>> [round(float(m[k][0]), 3) for k in ("hidden", "target_match", "changed_outside")]
         [0.5, 0.5, 0.5]
     """
-    changed, counted = changed_pixels(
-        predicted,
-        clean,
-        torch.ones_like(clean, dtype=torch.bool) if valid is None else valid,
-        of_classes(clean, classes),
-    )
-    inside = of_classes(clean, classes) & (True if valid is None else valid)
-    pixels = counted[:, 0].double()
-    nan = torch.full_like(pixels, float("nan"))
-
-    def fraction(hits: torch.Tensor) -> torch.Tensor:
-        return torch.where(pixels > 0, (hits & inside).flatten(1).sum(1) / pixels.clamp_min(1), nan)
-
+    valid = torch.ones_like(clean, dtype=torch.bool) if valid is None else valid
+    inside = of_classes(clean, classes)
+    changed, counted = changed_pixels(predicted, clean, valid, inside)
+    inside = inside & valid
     if target is not None and tuple(target.shape) != tuple(clean.shape):
         raise ValueError(
             f"target must have the shape of the class maps {tuple(clean.shape)}; "
             f"got {tuple(target.shape)}"
         )
-    outside = counted[:, 1].double()
+    hidden = (~of_classes(predicted, classes) & inside).flatten(1).sum(1)
+    matched = None
+    if target is not None:
+        matched = ((predicted == check_class_map(target, "target")) & inside).flatten(1).sum(1)
+
+    def fraction(count: torch.Tensor | None, total: torch.Tensor) -> torch.Tensor:
+        if count is None:
+            return torch.full(total.shape, float("nan"), dtype=torch.float64)
+        return torch.where(total > 0, count / total.clamp_min(1), float("nan")).double()
+
     return {
-        "hidden": fraction(~of_classes(predicted, classes)),
-        "target_match": nan
-        if target is None
-        else fraction(predicted == check_class_map(target, "target")),
-        "changed_outside": torch.where(outside > 0, changed[:, 1] / outside.clamp_min(1), nan),
+        "hidden": fraction(hidden, counted[:, 0]),
+        "target_match": fraction(matched, counted[:, 0]),
+        "changed_outside": fraction(changed[:, 1], counted[:, 1]),
         "pixels": counted[:, 0],
         "outside_pixels": counted[:, 1],
+        "hidden_pixels": hidden,
+        "matched_pixels": torch.zeros_like(hidden) if matched is None else matched,
+        "changed_pixels": changed[:, 1],
     }
 
 
