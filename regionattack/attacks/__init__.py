@@ -8,6 +8,7 @@ from regionattack.attacks.base import SegmentationAttack
 from regionattack.attacks.cospgd import CosPGD
 from regionattack.attacks.hide_classes import HideClasses
 from regionattack.attacks.hiding import hide_target
+from regionattack.attacks.localized_pgd import LocalizedPGD
 from regionattack.attacks.metzen import Metzen
 from regionattack.attacks.pgd import PGD
 from regionattack.attacks.position_channel import PositionChannelAttack
@@ -30,6 +31,7 @@ __all__ = [
     "PGD",
     "CosPGD",
     "HideClasses",
+    "LocalizedPGD",
     "Metzen",
     "PositionChannelAttack",
     "RegionAttack",
