@@ -60,6 +60,9 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "RegionAttack both": ("RegionAttack[both]", {}),
     "RegionAttack channels": ("RegionAttack[channels]", {}),
     "RegionAttack perturb=region": ("RegionAttack[pgd-decay]", {"perturb_region": "left"}),
+    "RegionAttack max=noise": ("RegionAttack", {"max_outside": "noise"}),
+    "RegionAttack max=1%": ("RegionAttack", {"max_outside": 0.01}),
+    "LocalizedPGD": ("LocalizedPGD", {}),
 }
 
 
