@@ -464,14 +464,14 @@ def _map(args: argparse.Namespace) -> dict:
     import torch
 
     from regionattack._checks import state_digest
-    from regionattack.attacks.registry import parse_attack_name
+    from regionattack.attacks.registry import parse_region_attack_name
     from regionattack.bench.identity import data_identity
     from regionattack.bench.run import Run
     from regionattack.bench.runner import load_model
     from regionattack.data import check_size_divisible, load_dataset
     from regionattack.maps import Mapper, map_cells
 
-    parse_attack_name(args.attack)
+    parse_region_attack_name(args.attack)
     config = _model_config(args)
     config.validate_sources()
     with Run(args.out) as run:

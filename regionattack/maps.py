@@ -30,7 +30,7 @@ from regionattack._checks import (
 from regionattack._state import frozen
 from regionattack.ablation import ablated_predictions
 from regionattack.attacks.base import attack_with_clean
-from regionattack.attacks.registry import build_attack, parse_attack_name
+from regionattack.attacks.registry import build_attack, parse_region_attack_name
 from regionattack.latent import checked_logits, find_layer, model_logits, predicted_classes
 from regionattack.metrics import ConfusionMatrix, changed_fractions
 from regionattack.ranking import (
@@ -381,7 +381,7 @@ class Mapper:
         images = model_inputs(model, images)
         if labels is not None:
             labels = check_labels(labels, images)
-        parse_attack_name(attack)
+        parse_region_attack_name(attack)
         eps = check_radius(eps, "eps")
         self.steps = check_positive_int(steps, "steps")
         self.batch_size = check_positive_int(batch_size, "batch_size")

@@ -140,6 +140,8 @@ MISTAKES = {
     "out is a file": lambda camvid, ckpt, out: ["--out", str(ckpt)],
     "unknown attack": lambda camvid, ckpt, out: ["--attack" if "map" in str(out) else "--attacks",
                                                   "FGSM"],
+    "a hiding attack": lambda camvid, ckpt, out: ["--attack" if "map" in str(out) else "--attacks",
+                                                   "HideClasses"],
     "model option typo": lambda camvid, ckpt, out: ["--checkpoint", "", "--model",
                                                      "smp:FPN:resnet18", "--num-classes", "11",
                                                      "--option", "decoder_atention_type=scse"],
@@ -171,6 +173,7 @@ EXPECTED = {
     "checkpoint is a folder": "is not a file",
     "out is a file": "is a file",
     "unknown attack": "unknown attack 'FGSM'",
+    "a hiding attack": "HideClasses hides classes",
     "model option typo": "decoder_atention_type",
 }
 

@@ -320,3 +320,19 @@ def test_training_labels_out_of_the_models_classes_are_refused(images):
     labels = torch.full((6, 32, 32), 7)
     with pytest.raises(ValueError, match="class 7 but the model predicts 3 classes"):
         train_segmenter(model, images, labels, steps=1, batch_size=2, progress=False)
+
+
+@pytest.mark.parametrize("name", ["HideClasses", "Metzen"])
+def test_region_consumers_refuse_hiding_attacks_before_any_work(name, images):
+    from regionattack.bench import BenchConfig
+
+    model = TinySegmenter(num_classes=3).eval()
+    labels = torch.zeros(6, 32, 32, dtype=torch.long)
+    calls = [
+        lambda: BenchConfig("camvid", "root", "out", attacks=(name,)).validate(),
+        lambda: ra.vulnerability_map(model, images, grid=2, steps=1, attack=name),
+        lambda: evaluate_defense({"m": model}, (images, labels), attacks=(name,), progress=False),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError, match=f"{name} hides classes"):
+            _untouched(model, call)

@@ -195,6 +195,28 @@ def parse_attack_name(name: str) -> tuple[str, dict[str, Any]]:
     return base, options
 
 
+def parse_region_attack_name(name: str) -> tuple[str, dict[str, Any]]:
+    """:func:`parse_attack_name`, refusing attacks that hide classes instead of breaking regions.
+
+    The bench, the map and the defense harness measure an attack on a region; an attack with a
+    ``classes_argument`` (:class:`~regionattack.HideClasses`, :class:`~regionattack.Metzen`)
+    needs the classes to hide and is measured by :mod:`regionattack.bench.hiding`.
+
+    Example:
+        >>> parse_region_attack_name("Metzen")
+        Traceback (most recent call last):
+        ...
+        ValueError: Metzen hides classes (it takes classes=) rather than breaking a region; measure it with regionattack.bench.hiding (benchmarks/hiding.py)
+    """
+    base, options = parse_attack_name(name)
+    if getattr(ATTACKS[base], "classes_argument", None):
+        raise ValueError(
+            f"{base} hides classes (it takes {ATTACKS[base].classes_argument}=) rather than "
+            "breaking a region; measure it with regionattack.bench.hiding (benchmarks/hiding.py)"
+        )
+    return base, options
+
+
 def attack_class(name: str) -> type:
     """The registered class of an attack name (options in brackets allowed).
 

@@ -41,7 +41,7 @@ from regionattack._checks import (
     state_digest,
 )
 from regionattack._state import frozen
-from regionattack.attacks.registry import attack_class, parse_attack_name
+from regionattack.attacks.registry import attack_class, parse_region_attack_name
 from regionattack.bench.attacking import run_attack, suite_attack, summarize_attack
 from regionattack.bench.defense_report import DefenseReport, clean_entry, probe_entry
 from regionattack.bench.distributed import Workers
@@ -127,7 +127,7 @@ def evaluate_defense(
             255 for ignored pixels.
         attacks: Registered attack names (:data:`regionattack.attacks.ATTACKS`), options in
             brackets (``"SEA"``, ``"CosPGD[apgd]"``, see
-            :func:`~regionattack.attacks.parse_attack_name`).
+            :func:`~regionattack.attacks.registry.parse_region_attack_name`).
         eps: Attack radii (L-inf, images in [0, 1]: ``8 / 255``, not 8); step size eps / 4.
         region: Attacked and measured region: ``left``, ``right``, ``top``, ``bottom``,
             ``center`` or ``cell`` (the top-left quadrant).
@@ -237,7 +237,7 @@ def _settings(
 ) -> tuple[dict[str, Any], int]:
     """:func:`evaluate_defense`'s settings, checked and completed, and the models' class count."""
     for name in attacks:
-        parse_attack_name(name)
+        parse_region_attack_name(name)
     eps = check_radii(eps)
     for value, name in ((steps, "steps"), (batch_size, "batch_size"), (probe_grid, "probe_grid")):
         check_positive_int(value, name)

@@ -31,7 +31,7 @@ from regionattack._checks import (
 )
 from regionattack._files import torch_save_atomic
 from regionattack._state import frozen
-from regionattack.attacks.registry import attack_class, parse_attack_name
+from regionattack.attacks.registry import attack_class, parse_region_attack_name
 from regionattack.bench.attacking import run_attack, suite_attack, summarize_attack
 from regionattack.bench.distributed import Workers, start_workers, stop_workers
 from regionattack.bench.environment import environment
@@ -118,7 +118,7 @@ class BenchConfig:
         if check_seed(self.seed) is None:
             raise TypeError("seed must be an int; got None")
         for name in self.attacks:
-            parse_attack_name(name)
+            parse_region_attack_name(name)
         for name in self.rankings:
             check_choice(name, "ranking", list(RANKINGS))
         check_choice(self.attack_region, "attack_region", REGION_NAMES)
