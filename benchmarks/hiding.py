@@ -134,6 +134,51 @@ def table(record: dict) -> str:
     return "\n".join(lines)
 
 
+def figure(model, loader, classes: list[int], variant: str, eps: float, steps: int,
+           path: Path, frames: int = 4) -> None:  # fmt: skip
+    """The first ``frames`` images with the classes: image, clean and attacked prediction.
+
+    The classes' clean pixels are outlined (white) in every panel.
+    """
+    from matplotlib.figure import Figure
+
+    from regionattack.attacks.hiding import hiding
+    from regionattack.bench.hiding import hide_with
+    from regionattack.latent import predict
+
+    batch = next(iter(loader))
+    images = batch[0] if isinstance(batch, (tuple, list)) else batch
+    clean = predict(model, images)
+    whole = torch.ones(1, *clean.shape[-2:], dtype=torch.bool)
+    present = hiding(clean, classes, whole).present
+    images, clean = images[present][:frames], clean[present][:frames]
+    hidden = hiding(clean, classes, whole)
+    name, options = VARIANTS[variant]
+    takes = attack_class(name).classes_argument
+    attack = build_attack(name, model, eps=eps, steps=steps, region=None, seed=0,
+                          **{**options, **({takes: classes} if takes else {})})  # fmt: skip
+    attacked = predict(model, hide_with(attack, images, clean, hidden))
+    fig = Figure(figsize=(9, 2.2 * len(images)))
+    axes = fig.subplots(len(images), 3, squeeze=False)
+    for row, (image, before, after, mask) in enumerate(
+        zip(images, clean, attacked, hidden.inside, strict=True)
+    ):
+        panels = (image.permute(1, 2, 0), before, after)
+        titles = ("image", "clean prediction", f"{variant}, {radius_label(eps)}/255, {steps} steps")
+        for ax, panel, title in zip(axes[row], panels, titles, strict=True):
+            if panel.ndim == 2:
+                ax.imshow(panel.numpy(), cmap="tab20", vmin=0, vmax=19, interpolation="nearest")
+            else:
+                ax.imshow(panel.clamp(0, 1).numpy())
+            ax.contour(mask.float().numpy(), levels=[0.5], colors="white", linewidths=1.0)
+            ax.set_axis_off()
+            if row == 0:
+                ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Arguments of ``benchmarks/hiding.py``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -152,6 +197,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"comma-separated subset of: {', '.join(VARIANTS)}",
     )
     parser.add_argument("--out", required=True, help="results JSON (resumed when present)")
+    parser.add_argument(
+        "--figure",
+        help="PNG of frames before/after for the first class set, the largest radius, the first "
+        "step count and the last variant",
+    )
     return parser
 
 
@@ -209,6 +259,9 @@ def main(argv: list[str] | None = None) -> None:
                 flush=True,
             )
     print(table(record))
+    if args.figure:
+        figure(model, loader, sets[args.hide[0]], args.variants[-1], max(args.eps), args.steps[0],
+               Path(args.figure))  # fmt: skip
 
 
 if __name__ == "__main__":

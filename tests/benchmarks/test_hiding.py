@@ -19,9 +19,10 @@ def test_rows_tables_seeds_and_resume(camvid, checkpoint, tmp_path, monkeypatch,
         "--checkpoint", str(checkpoint), "--root", str(camvid), "--images", "3",
         "--batch-size", "2", "--hide", EVERY_CLASS, "--hide", "sky", "--eps", "8/255",
         "--steps", "1", "--seeds", "0,1", "--variants", "Metzen,HideClasses max=1%",
-        "--out", str(out),
+        "--out", str(out), "--figure", str(tmp_path / "hiding.png"),
     ]  # fmt: skip
     hiding.main(args)
+    assert (tmp_path / "hiding.png").stat().st_size > 5_000
     rows = json.loads(out.read_text())["rows"]
     # Metzen has no random start: one seed; HideClasses one per seed; for each class set
     assert sorted(k.split("/", 1)[1] for k in rows if k.startswith("sky/")) == [
