@@ -20,20 +20,19 @@ import argparse
 import inspect
 import itertools
 import math
-import statistics
 import time
 from pathlib import Path
 
 import torch
 
 from benchmarks import camvid_checkpoint
+from benchmarks.camvid_checkpoint import mean_and_spread
 from benchmarks.region_strength import resumed_record
 from regionattack.attacks import attack_class, build_attack
 from regionattack.bench import write_record
 from regionattack.bench.hiding import measure_hiding
 from regionattack.bench.identity import data_identity
 from regionattack.bench.radius import radius_label
-from regionattack.cli import parse_radii
 from regionattack.models import state_digest
 
 #: label -> (registered attack, constructor options)
@@ -97,13 +96,7 @@ def summarize(rows: dict, classes: str, variant: str, eps: float, steps: int) ->
         if (row["classes"], row["variant"], radius_label(row["eps"]), row["steps"])
         == (classes, variant, radius_label(eps), steps)
     ]
-    summary: dict = {"seeds": len(chosen)}
-    for name in (*KEPT, "seconds_per_image", "images"):
-        values = [row[name] for row in chosen if row.get(name) is not None]
-        if values:
-            summary[name] = statistics.fmean(values)
-            summary[f"{name}_std"] = statistics.pstdev(values)
-    return summary
+    return mean_and_spread(chosen, (*KEPT, "seconds_per_image", "images"))
 
 
 def table(record: dict) -> str:
@@ -183,13 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     """Arguments of ``benchmarks/hiding.py``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     camvid_checkpoint.add_arguments(parser)
-    parser.add_argument("--batch-size", type=int, default=16)
+    camvid_checkpoint.add_sweep_arguments(parser)
     parser.add_argument(
         "--hide", action="append", required=True, help="class set, e.g. car or car+pedestrian"
     )
-    parser.add_argument("--eps", type=parse_radii, default=(8 / 255,), help="e.g. 2/255,8/255")
-    parser.add_argument("--steps", type=lambda t: [int(s) for s in t.split(",")], default=[10])
-    parser.add_argument("--seeds", type=lambda t: [int(s) for s in t.split(",")], default=[0])
     parser.add_argument(
         "--variants",
         type=lambda t: t.split(","),

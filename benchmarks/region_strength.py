@@ -21,11 +21,11 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import statistics
 import time
 from pathlib import Path
 
 from benchmarks import camvid_checkpoint
+from benchmarks.camvid_checkpoint import mean_and_spread
 from regionattack.attacks import attack_class, build_attack
 from regionattack.bench import write_record
 from regionattack.bench.attacking import run_attack, summarize_attack
@@ -33,7 +33,6 @@ from regionattack.bench.identity import data_identity
 from regionattack.bench.radius import radius_label
 from regionattack.bench.region_names import region_mask
 from regionattack.bench.setting import Setting
-from regionattack.cli import parse_radii
 from regionattack.models import state_digest
 
 #: label -> (attack name of the suite, constructor options); the trade-off knob of RegionAttack
@@ -105,13 +104,7 @@ def summarize(rows: dict[str, dict], variant: str, eps: float, steps: int) -> di
         if (row["variant"], radius_label(row["eps"]), row["steps"])
         == (variant, radius_label(eps), steps)
     ]
-    summary: dict[str, float] = {"seeds": len(chosen)}
-    for name in KEPT:
-        values = [row[name] for row in chosen if name in row]
-        if values:
-            summary[name] = statistics.fmean(values)
-            summary[f"{name}_std"] = statistics.pstdev(values)
-    return summary
+    return mean_and_spread(chosen, KEPT)
 
 
 def table(record: dict) -> str:
@@ -208,10 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     """Arguments of ``benchmarks/region_strength.py``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     camvid_checkpoint.add_arguments(parser)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--eps", type=parse_radii, default=(8 / 255,), help="e.g. 2/255,8/255")
-    parser.add_argument("--steps", type=lambda t: [int(s) for s in t.split(",")], default=[10])
-    parser.add_argument("--seeds", type=lambda t: [int(s) for s in t.split(",")], default=[0])
+    camvid_checkpoint.add_sweep_arguments(parser)
     parser.add_argument(
         "--variants",
         type=lambda t: t.split(","),
