@@ -75,7 +75,14 @@ def whole_image(variant: str) -> bool:
 DEFAULT_VARIANTS = tuple(
     name for name in VARIANTS if name not in ("SEA", "RegionAttack both", "RegionAttack channels")
 )
-KEPT = ("drop_inside", "drop_outside", "changed_inside", "changed_outside", "specificity")
+KEPT = (
+    "drop_inside",
+    "drop_outside",
+    "changed_inside",
+    "changed_outside",
+    "specificity",
+    "budget_met",
+)
 
 
 def unit_key(variant: str, eps: float, steps: int, seed: int) -> str:
@@ -108,29 +115,38 @@ def summarize(rows: dict[str, dict], variant: str, eps: float, steps: int) -> di
 
 
 def table(record: dict) -> str:
-    """A Markdown table: one row per variant, radius and step count (mean ± std over seeds)."""
+    """A Markdown table: one row per variant, radius and step count (mean ± std over seeds).
+
+    The ``budget met`` column (the fraction of images that kept an outside budget) is there when
+    a variant had a budget.
+    """
     settings = record["settings"]
-    lines = [
-        "| attack | eps | steps | seeds | drop inside | drop outside | changed inside | "
-        "changed outside | noise changed outside | specificity |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    rows = []
     for steps in settings["steps"]:
         for eps in sorted(settings["eps"]):
             noise = summarize(record["rows"], "UniformNoise", eps, steps)
             for variant in settings["variants"]:
                 s = summarize(record["rows"], variant, eps, steps)
-                if not s["seeds"]:
-                    continue
-                cells = [
-                    f"{s[name]:.3f} ± {s[name + '_std']:.3f}"
-                    for name in ("drop_inside", "drop_outside", "changed_inside", "changed_outside")
-                ]
-                reference = f"{noise['changed_outside']:.3f}" if noise["seeds"] else "-"
-                lines.append(
-                    f"| {variant} | {radius_label(eps)}/255 | {steps} | {s['seeds']} | "
-                    f"{' | '.join(cells)} | {reference} | {s['specificity']:.1f} |"
-                )
+                if s["seeds"]:
+                    rows.append((variant, eps, steps, s, noise))
+    budgets = any("budget_met" in s for *_, s, _ in rows)
+    lines = [
+        "| attack | eps | steps | seeds | drop inside | drop outside | changed inside | "
+        "changed outside | noise changed outside | specificity |"
+        + (" budget met |" if budgets else ""),
+        "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if budgets else ""),
+    ]
+    for variant, eps, steps, s, noise in rows:
+        cells = [
+            f"{s[name]:.3f} ± {s[name + '_std']:.3f}"
+            for name in ("drop_inside", "drop_outside", "changed_inside", "changed_outside")
+        ]
+        reference = f"{noise['changed_outside']:.3f}" if noise["seeds"] else "-"
+        met = (f" {s['budget_met']:.2f} |" if "budget_met" in s else " - |") if budgets else ""
+        lines.append(
+            f"| {variant} | {radius_label(eps)}/255 | {steps} | {s['seeds']} | "
+            f"{' | '.join(cells)} | {reference} | {s['specificity']:.1f} |{met}"
+        )
     return "\n".join(lines)
 
 

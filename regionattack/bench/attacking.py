@@ -32,6 +32,7 @@ class AttackOutcome:
     images: int
     seconds: float
     examples: tuple[torch.Tensor, ...] | None  # images, labels, clean and attacked predictions
+    budget: torch.Tensor | None = None  # (2,) images that kept an outside budget / had one
 
 
 def run_attack(
@@ -59,12 +60,16 @@ def run_attack(
     linf, l2_sum, seen, seconds = 0.0, 0.0, 0, 0.0
     examples = None
     inside = region.to(setting.workers.device)
+    budget = torch.zeros(2, dtype=torch.long)
     for images, labels in setting.iterate(description, max_images):
         clean = predict(setting.model, images)
         with seeded_rng(seed, images.device):
             start = time.perf_counter()
             adversarial = attack_with_clean(attack, images, labels, clean)
             seconds += time.perf_counter() - start
+        met = getattr(attack, "budget_met", None)  # an attack with max_outside
+        if met is not None:
+            budget += torch.tensor([int(met.sum()), met.numel()])
         preds = predict(setting.model, adversarial)
         clean_counts.update(clean, labels)
         attacked_counts.update(preds, labels)
@@ -93,6 +98,7 @@ def run_attack(
         images=int(totals[1]),
         seconds=float(totals[2]),
         examples=examples,
+        budget=workers.sum(budget) if getattr(attack, "max_outside", None) is not None else None,
     )
 
 
@@ -158,4 +164,8 @@ def summarize_attack(outcome: AttackOutcome) -> dict[str, float]:
         "linf": outcome.linf,
         "l2": outcome.l2_sum / max(outcome.images, 1),
         "seconds_per_image": outcome.seconds / max(outcome.images, 1),
+        # the fraction of images that kept the attack's outside budget (None: no budget)
+        "budget_met": None
+        if outcome.budget is None
+        else float(outcome.budget[0]) / max(int(outcome.budget[1]), 1),
     }

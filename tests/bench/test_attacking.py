@@ -180,6 +180,7 @@ def test_summarize_attack_reports_inside_outside_drops_and_per_image_numbers():
         "linf": 0.03,
         "l2": 1.5,
         "seconds_per_image": 0.5,
+        "budget_met": None,  # the attack had no outside budget
     }
     assert summary["specificity"] == 1000.0  # the outside drop is floored
 
@@ -192,3 +193,15 @@ def test_summarize_attack_without_pixels_is_nan_and_without_images_divides_by_on
     assert summary["changed_inside"] == 0.25
     assert math.isnan(summary["changed_outside"])  # no outside pixels: no measurement, not 0
     assert (summary["l2"], summary["seconds_per_image"], summary["images"]) == (0.0, 0.0, 0)
+
+
+def test_an_attacks_outside_budget_is_counted(tiny_segmenter):
+    images = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    labels = tiny_segmenter(images).argmax(1)
+    setting = Setting(tiny_segmenter, TensorDataset(images, labels), 2, 3, {})
+    left = torch.zeros(16, 16, dtype=torch.bool)
+    left[:, :8] = True
+    attack = RegionAttack(tiny_segmenter, left, steps=2, seed=0, max_outside=1.0)
+    outcome = run_attack(setting, attack, left, description="budget")
+    assert outcome.budget.tolist() == [4, 4]  # a budget of every outside pixel is always kept
+    assert summarize_attack(outcome)["budget_met"] == 1.0
