@@ -43,6 +43,10 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "HideClasses": ("HideClasses", {}),
     "HideClasses max=1%": ("HideClasses", {"max_outside": 0.01}),
     "HideClasses max=noise": ("HideClasses", {"max_outside": "noise"}),
+    "HideClasses max=noise margin": (
+        "HideClasses",
+        {"max_outside": "noise", "outside_margin": 0.1},
+    ),
 }
 KEPT = ("hidden_fraction", "target_match", "changed_outside_fraction", "budget_met_fraction")
 
