@@ -26,6 +26,7 @@ from pathlib import Path
 
 from benchmarks import (
     claims_spread,
+    hiding,
     map_summary,
     peer_minimal_eps,
     perf_harness,
@@ -89,6 +90,21 @@ def region_strength_table(path: str, eps: str = "", steps: str = "", variants: s
         "variants": _list(variants) or settings["variants"],
     }
     return region_strength.table({"settings": chosen, "rows": record["rows"]})
+
+
+def hiding_table(
+    path: str, eps: str = "", steps: str = "", variants: str = "", classes: str = ""
+) -> str:
+    """:func:`benchmarks.hiding.table`, restricted to the radii, steps, variants and class sets."""
+    record = _json(path)
+    settings = record["settings"]
+    chosen = {
+        "eps": parse_radii(eps) if eps else settings["eps"],
+        "steps": [int(s) for s in _list(steps)] or settings["steps"],
+        "variants": _list(variants) or settings["variants"],
+        "classes": _list(classes) or settings["classes"],
+    }
+    return hiding.table({"settings": chosen, "rows": record["rows"]}).strip()
 
 
 def trade_off_table(eps: str, steps: str, groups: str, **models: str) -> str:
@@ -158,6 +174,7 @@ def perf_table(path: str, section: str) -> str:
 RENDERERS: dict[str, Callable[..., str]] = {
     "bench": bench_table,
     "region-strength": region_strength_table,
+    "hiding": hiding_table,
     "maps": maps_table,
     "demo-map": demo_map_table,
     "claims": claims_table,
