@@ -10,6 +10,8 @@ images whose clean prediction has one of the classes are attacked and counted.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -47,8 +49,16 @@ def hide_with(
         return attack(images, clean=clean)
     if not kind.needs_clean:
         return attack(images)
+    if attack.targeted:
+        raise ValueError(
+            f"{kind.__name__} is in a targeted mode; hide_with sets the dynamic target itself"
+        )
     attack.set_mode_targeted_by_label(quiet=True)
-    return attack(images, hidden.target, region=hidden.inside, clean=clean)
+    try:
+        return attack(images, hidden.target, region=hidden.inside, clean=clean)
+    finally:  # the caller's attack is left as it came (torchattacks prints the switch)
+        with contextlib.redirect_stdout(io.StringIO()):
+            attack.set_mode_default()
 
 
 @dataclass

@@ -52,3 +52,13 @@ def test_a_dataset_without_the_class_counts_nothing():
     summary = measure_hiding(model, [images], 2, attack).summary()
     assert summary["images"] == 0
     assert all(summary[k] != summary[k] for k in ("hidden_fraction", "seconds_per_image"))  # NaN
+
+
+def test_a_region_attack_comes_back_in_its_default_mode(scene):
+    model = PixelModel().eval()
+    attack = ra.CosPGD(model, None, eps=EPS, steps=2)
+    measure_hiding(model, [scene], 2, attack)
+    assert not attack.targeted
+    attack.set_mode_targeted_random(quiet=True)
+    with pytest.raises(ValueError, match="targeted mode"):
+        measure_hiding(model, [scene], 2, attack)
