@@ -18,6 +18,7 @@ import torch
 
 from regionattack.attacks.objectives import project
 from regionattack.latent import predicted_classes
+from regionattack.metrics import changed_pixels
 
 BudgetLike = float | str | None
 
@@ -50,9 +51,12 @@ def check_budget(max_outside: object) -> BudgetLike:
 def changed_outside(
     predicted: torch.Tensor, clean: torch.Tensor, outside: torch.Tensor
 ) -> torch.Tensor:
-    """(N,) fraction of the ``outside`` pixels whose class differs from ``clean`` (0 without any)."""
-    changed = ((predicted != clean) & outside).flatten(1).sum(1).double()
-    return (changed / outside.flatten(1).sum(1).clamp_min(1)).float()
+    """(N,) fraction of the ``outside`` pixels whose class differs from ``clean`` (0 without any).
+
+    :func:`~regionattack.metrics.changed_pixels` with every counted pixel on its outside side.
+    """
+    changed, counted = changed_pixels(predicted, clean, outside, torch.zeros_like(outside))
+    return (changed[:, 1].double() / counted[:, 1].clamp_min(1)).float()
 
 
 def noise_limit(
